@@ -1,0 +1,78 @@
+# Two commands set up everything: `make run` and `make test`. Each installs what is missing.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+STAMPS := .stamps
+APT_PACKAGES := chromium bubblewrap runsc
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: help run test lint pytest deps sysdeps services bench migrate clean
+
+help:
+	@echo "make run    install what is missing, then serve http://127.0.0.1:8080"
+	@echo "make test   install what is missing, then ruff, mypy, import-linter and pytest"
+	@echo "make bench  run the benchmarks in bench/ (prints ratios)"
+
+$(UV):
+	@echo "==> installing uv $(UV_VERSION) into .tools/"
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(STAMPS)/deps: pyproject.toml uv.lock | $(UV)
+	@echo "==> installing locked Python dependencies into $(VENV)/"
+	$(UV) sync --frozen --python $(PYTHON)
+	@mkdir -p $(STAMPS) && touch $@
+
+deps: $(STAMPS)/deps
+
+# Debian packages the tests need (a browser for e2e tests, bubblewrap and gVisor for the sandbox).
+$(STAMPS)/sysdeps: Makefile
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "==> apt-get install$$missing"; \
+	    (apt-get install -y --no-install-recommends $$missing || (apt-get update && apt-get install -y --no-install-recommends $$missing)); \
+	  else \
+	    echo "missing Debian packages:$$missing -- run: sudo apt-get install$$missing"; exit 1; \
+	  fi; \
+	fi
+	@mkdir -p $(STAMPS) && touch $@
+
+sysdeps: $(STAMPS)/sysdeps
+
+# PostgreSQL and Redis on loopback, started if they are down (tests use both).
+services:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || (echo "==> starting PostgreSQL" && \
+	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start && sleep 2)
+	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || (echo "==> starting Redis" && \
+	  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no && sleep 1)
+
+run: deps
+	@mkdir -p data
+	$(BIN)/python main.py
+
+migrate: deps
+	$(BIN)/python main.py migrate
+
+lint: deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+pytest: deps sysdeps services
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint pytest
+
+bench: deps services
+	@for b in bench/*.py; do echo "==> $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .tools $(STAMPS) .mypy_cache .ruff_cache .pytest_cache

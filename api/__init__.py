@@ -1,0 +1,1 @@
+"""HTTP API: FastAPI routers, dependencies, error mapping."""

@@ -1,0 +1,1 @@
+"""Domain services: tenancy, auth, crypto, LLM routing, events, usage, rate limits."""

@@ -1,0 +1,73 @@
+"""The service container: backends chosen once from settings, services built on them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.settings import AppSettings
+from core.tenants import TenantService
+from db.database import Database
+from db.migrate import migrate_all
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Everything the UI and API call; built by `build_services`, closed by `close`."""
+
+    settings: AppSettings
+    db: Database
+    tenants: TenantService
+    backends: dict[str, str] = field(default_factory=dict)
+
+    async def start(self) -> None:
+        """Bring storage to head (control plane, then every tenant)."""
+        report = await migrate_all(self.db, concurrency=self.settings.db.migrate_concurrency)
+        log.info("migrated control plane and %d tenant(s)", len(report.migrated))
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+    async def health(self) -> dict[str, Any]:
+        """Which backends are active and whether they answer."""
+        checks: dict[str, str] = {}
+        try:
+            checks["database"] = "ok" if await asyncio.wait_for(self.db.ping(), timeout=5) else "failing"
+        except Exception as exc:  # report, never raise: health must answer
+            checks["database"] = f"failing: {type(exc).__name__}"
+        status = "ok" if all(v == "ok" for v in checks.values()) else "degraded"
+        return {"status": status, "environment": self.settings.env, "backends": self.backends, "checks": checks}
+
+
+def describe_backends(settings: AppSettings) -> dict[str, str]:
+    """Name the backend chosen for each concern (never the URL: it may hold a password)."""
+    return {
+        "database": "postgresql" if settings.database_url.startswith("postgresql") else "sqlite",
+        "event_bus": "redis" if settings.redis.url else "in-process",
+        "rate_limits": "redis" if settings.redis.url else "in-process",
+        "usage": "mongodb" if settings.mongo.url else "database",
+        "sandbox": settings.sandbox.backend,
+        "secrets": "environment" if not settings.is_development else "data-dir",
+    }
+
+
+def build_services(settings: AppSettings) -> Services:
+    """Choose every backend from `settings`; nothing connects until `start()`."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(
+        settings.database_url,
+        data_dir=settings.data_dir,
+        pool_size=settings.db.pool_size,
+        max_overflow=settings.db.max_overflow,
+        echo=settings.db.echo,
+    )
+    return Services(
+        settings=settings,
+        db=db,
+        tenants=TenantService(db),
+        backends=describe_backends(settings),
+    )

@@ -1,0 +1,170 @@
+"""Application settings: one pydantic-settings class per area, combined in `AppSettings`.
+
+Nothing here is read at import time; `AppSettings.load()` is called once by `main.py`.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.errors import ConfigurationError
+
+Environment = Literal["development", "test", "production"]
+
+# Values that must never be accepted as real secrets outside development.
+_PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "development", "default"})
+
+
+class DatabaseSettings(BaseSettings):
+    """Relational store: SQLite files under `data/` by default, PostgreSQL in production."""
+
+    model_config = SettingsConfigDict(env_prefix="DB_", extra="ignore")
+
+    url: str = Field(default="", validation_alias="DATABASE_URL")
+    pool_size: int = 10
+    max_overflow: int = 10
+    migrate_concurrency: int = 4
+    echo: bool = False
+
+
+class RedisSettings(BaseSettings):
+    """Event bus and rate limits: in-process by default, Redis when `REDIS_URL` is set."""
+
+    model_config = SettingsConfigDict(env_prefix="REDIS_", extra="ignore")
+
+    url: str = Field(default="", validation_alias="REDIS_URL")
+
+
+class MongoSettings(BaseSettings):
+    """Usage log: a relational table by default, MongoDB when `MONGODB_URL` is set."""
+
+    model_config = SettingsConfigDict(env_prefix="MONGODB_", extra="ignore")
+
+    url: str = Field(default="", validation_alias="MONGODB_URL")
+    database: str = "crewcanvas"
+
+
+class SandboxSettings(BaseSettings):
+    """Where untrusted tool code runs."""
+
+    model_config = SettingsConfigDict(env_prefix="SANDBOX_", extra="ignore")
+
+    backend: Literal["bwrap", "gvisor", "kubernetes", "unsafe-subprocess"] = Field(
+        default="bwrap", validation_alias="SANDBOX_BACKEND"
+    )
+    python: str = "/usr/bin/python3"
+    kubernetes_namespace: str = "crewcanvas-sandbox"
+    kubernetes_runtime_class: str = "gvisor"
+
+
+class LLMSettings(BaseSettings):
+    """LLM routing defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="LLM_", extra="ignore")
+
+    allow_private_endpoints: bool | None = None
+    request_timeout_s: float = 60.0
+    max_retries: int = 2
+    failover_cooldown_s: float = 30.0
+
+
+class SecuritySettings(BaseSettings):
+    """Secrets: master keys for credentials, the signing key for sessions and tokens."""
+
+    model_config = SettingsConfigDict(env_prefix="SECURITY_", extra="ignore")
+
+    master_keys: SecretStr = Field(default=SecretStr(""), validation_alias="MASTER_KEYS")
+    secret_key: SecretStr = Field(default=SecretStr(""), validation_alias="SECRET_KEY")
+
+
+class AppSettings(BaseSettings):
+    """Every setting of the application, from the environment (and `.env`)."""
+
+    model_config = SettingsConfigDict(env_prefix="APP_", env_file=".env", extra="ignore")
+
+    env: Environment = "development"
+    data_dir: Path = Path("data")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    base_url: str = ""
+
+    db: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    mongo: MongoSettings = Field(default_factory=MongoSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+
+    @model_validator(mode="after")
+    def _refuse_weak_secrets(self) -> AppSettings:
+        if self.env == "development" or self.env == "test":
+            return self
+        problems = []
+        if self.security.secret_key.get_secret_value().strip().lower() in _PLACEHOLDER_SECRETS:
+            problems.append("SECRET_KEY is missing or a placeholder")
+        elif len(self.security.secret_key.get_secret_value()) < 32:
+            problems.append("SECRET_KEY must be at least 32 characters")
+        if self.security.master_keys.get_secret_value().strip().lower() in _PLACEHOLDER_SECRETS:
+            problems.append("MASTER_KEYS is missing or a placeholder")
+        if self.sandbox.backend == "unsafe-subprocess":
+            problems.append("SANDBOX_BACKEND=unsafe-subprocess is for development only")
+        if problems:
+            raise ValueError(f"refusing to start in {self.env}: " + "; ".join(problems))
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.env == "development"
+
+    @property
+    def database_url(self) -> str:
+        """The configured database URL, or the embedded SQLite default under `data_dir`."""
+        return self.db.url or f"sqlite+aiosqlite:///{(self.data_dir / 'control.db').resolve()}"
+
+    @property
+    def allow_private_llm_endpoints(self) -> bool:
+        explicit = self.llm.allow_private_endpoints
+        return self.is_development if explicit is None else explicit
+
+    @classmethod
+    def load(cls, **overrides: object) -> AppSettings:
+        """Read settings from the environment; fill development secrets from `data_dir`."""
+        try:
+            settings = cls(**overrides)  # type: ignore[arg-type]  # pydantic accepts field overrides
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
+        if settings.is_development or settings.env == "test":
+            settings.security = _with_local_secrets(settings.security, settings.data_dir)
+        return settings
+
+
+def _with_local_secrets(security: SecuritySettings, data_dir: Path) -> SecuritySettings:
+    """In development, generate missing secrets once into `data_dir/secrets/` (mode 0600)."""
+    secret_key = security.secret_key.get_secret_value() or _local_secret(
+        data_dir, "secret_key", lambda: secrets.token_urlsafe(48)
+    )
+    master_keys = security.master_keys.get_secret_value() or _local_secret(
+        data_dir, "master_keys", lambda: "k1:" + base64.urlsafe_b64encode(os.urandom(32)).decode()
+    )
+    return SecuritySettings(master_keys=SecretStr(master_keys), secret_key=SecretStr(secret_key))
+
+
+def _local_secret(data_dir: Path, name: str, make: object) -> str:
+    folder = data_dir / "secrets"
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    path = folder / name
+    if not path.exists():
+        assert callable(make)
+        value = str(make())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value)
+    return path.read_text().strip()

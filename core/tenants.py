@@ -1,0 +1,95 @@
+"""Tenants: create (schema + migrations), list, delete (after confirmation)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from core.errors import Conflict, InvalidInput, NotFound
+from db.database import Database
+from db.errors import InvalidTenantSlug
+from db.migrate import upgrade_tenant
+from db.models import Tenant
+from db.slugs import validate_slug
+
+
+@dataclass(frozen=True, slots=True)
+class TenantInfo:
+    id: uuid.UUID
+    slug: str
+    name: str
+    status: str
+
+
+def _info(tenant: Tenant) -> TenantInfo:
+    return TenantInfo(id=tenant.id, slug=tenant.slug, name=tenant.name, status=tenant.status)
+
+
+def checked_slug(slug: str) -> str:
+    """`slug` if it may name a tenant, else `InvalidInput` with the reason."""
+    try:
+        return validate_slug(slug)
+    except InvalidTenantSlug as exc:
+        raise InvalidInput(str(exc)) from exc
+
+
+class TenantService:
+    """Creates and deletes tenants together with their storage."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(self, slug: str, name: str = "") -> TenantInfo:
+        """Register the tenant, create its schema (or file) and migrate it to head."""
+        checked_slug(slug)
+        async with self._db.control_session() as session:
+            tenant = Tenant(slug=slug, name=name.strip() or slug, status="provisioning")
+            session.add(tenant)
+            try:
+                await session.commit()
+            except IntegrityError as exc:
+                raise Conflict(f"a tenant named {slug!r} exists already; choose another name") from exc
+        try:
+            await self._db.create_tenant_storage(slug)
+            await upgrade_tenant(self._db, slug)
+        except Exception:
+            await self._set_status(tenant.id, "failed")
+            raise
+        await self._set_status(tenant.id, "active")
+        return TenantInfo(id=tenant.id, slug=slug, name=tenant.name, status="active")
+
+    async def get(self, slug: str) -> TenantInfo:
+        checked_slug(slug)
+        async with self._db.control_session() as session:
+            tenant = await session.scalar(select(Tenant).where(Tenant.slug == slug))
+        if tenant is None or tenant.status == "deleting":
+            raise NotFound(f"no tenant named {slug!r}")
+        return _info(tenant)
+
+    async def list(self) -> list[TenantInfo]:
+        async with self._db.control_session() as session:
+            tenants = await session.scalars(select(Tenant).order_by(Tenant.slug))
+            return [_info(t) for t in tenants]
+
+    async def delete(self, slug: str, *, confirm: str) -> None:
+        """Drop the tenant's storage and record. `confirm` must repeat the slug."""
+        if confirm != slug:
+            raise InvalidInput(f"to delete tenant {slug!r} and all its data, confirm by repeating its slug")
+        info = await self.get(slug)
+        await self._set_status(info.id, "deleting")
+        await self._db.drop_tenant_storage(slug)
+        async with self._db.control_session() as session:
+            tenant = await session.get(Tenant, info.id)
+            if tenant is not None:
+                await session.delete(tenant)
+                await session.commit()
+
+    async def _set_status(self, tenant_id: uuid.UUID, status: str) -> None:
+        async with self._db.control_session() as session:
+            tenant = await session.get(Tenant, tenant_id)
+            if tenant is not None:
+                tenant.status = status
+                await session.commit()

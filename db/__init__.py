@@ -1,0 +1,1 @@
+"""Data layer: SQLAlchemy models, tenant-scoped sessions, Alembic migrations."""

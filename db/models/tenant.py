@@ -1,0 +1,210 @@
+"""Tenant tables: everything a tenant owns. Scoped by the session, never by hand."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from db.base import IdMixin, TenantBase, TimestampMixin, utcnow
+
+JsonDict = dict[str, Any]
+
+
+class DataKey(IdMixin, TenantBase):
+    """The tenant's data-encryption key, wrapped by a master key (`master_key_id`)."""
+
+    __tablename__ = "data_keys"
+
+    master_key_id: Mapped[str] = mapped_column(String(64))
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Provider(IdMixin, TimestampMixin, TenantBase):
+    """An LLM provider: kind, endpoint, models, encrypted credentials, optional fallback."""
+
+    __tablename__ = "providers"
+
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    base_url: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    models: Mapped[list[str]] = mapped_column(JSON, default=list)
+    default_params: Mapped[JsonDict] = mapped_column(JSON, default=dict)
+    credential_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    credential_key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    credential_hint: Mapped[str] = mapped_column(String(40), default="")
+    fallback_provider_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("providers.id", ondelete="SET NULL"), nullable=True
+    )
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Agent(IdMixin, TimestampMixin, TenantBase):
+    """A CrewAI agent definition."""
+
+    __tablename__ = "agents"
+
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    role: Mapped[str] = mapped_column(Text)
+    goal: Mapped[str] = mapped_column(Text)
+    backstory: Mapped[str] = mapped_column(Text, default="")
+    provider_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("providers.id", ondelete="SET NULL"), nullable=True
+    )
+    model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    tool_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    settings: Mapped[JsonDict] = mapped_column(JSON, default=dict)
+
+
+class Task(IdMixin, TimestampMixin, TenantBase):
+    """A CrewAI task definition."""
+
+    __tablename__ = "tasks"
+
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(Text)
+    expected_output: Mapped[str] = mapped_column(Text, default="")
+    agent_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("agents.id", ondelete="SET NULL"), nullable=True
+    )
+    settings: Mapped[JsonDict] = mapped_column(JSON, default=dict)
+
+
+class Crew(IdMixin, TimestampMixin, TenantBase):
+    """A saved crew: agents, tasks, process."""
+
+    __tablename__ = "crews"
+
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    process: Mapped[str] = mapped_column(String(20), default="sequential")
+    agent_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    task_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    settings: Mapped[JsonDict] = mapped_column(JSON, default=dict)
+
+
+class Tool(IdMixin, TimestampMixin, TenantBase):
+    """A user-written tool: Python code or a command, run only in the sandbox."""
+
+    __tablename__ = "tools"
+
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    kind: Mapped[str] = mapped_column(String(20), default="python")
+    input_schema: Mapped[JsonDict] = mapped_column(JSON, default=dict)
+    code: Mapped[str] = mapped_column(Text, default="")
+    limits: Mapped[JsonDict] = mapped_column(JSON, default=dict)
+
+
+class Flow(IdMixin, TimestampMixin, TenantBase):
+    """A flow; its documents are the versions."""
+
+    __tablename__ = "flows"
+
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    latest_version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class FlowVersion(IdMixin, TenantBase):
+    """One immutable version of a flow document."""
+
+    __tablename__ = "flow_versions"
+    __table_args__ = (UniqueConstraint("flow_id", "version"),)
+
+    flow_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("flows.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    document: Mapped[JsonDict] = mapped_column(JSON)
+    created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Execution(IdMixin, TimestampMixin, TenantBase):
+    """One run of a flow version."""
+
+    __tablename__ = "executions"
+
+    flow_version_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("flow_versions.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    # pending | running | completed | failed | cancelled | interrupted
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    inputs: Mapped[JsonDict] = mapped_column(JSON, default=dict)
+    outputs: Mapped[JsonDict] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ExecutionEvent(IdMixin, TenantBase):
+    """A durable, ordered event of an execution."""
+
+    __tablename__ = "execution_events"
+    __table_args__ = (UniqueConstraint("execution_id", "seq"),)
+
+    execution_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("executions.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    type: Mapped[str] = mapped_column(String(40))
+    node_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    data: Mapped[JsonDict] = mapped_column(JSON, default=dict)
+
+
+class ChatSession(IdMixin, TimestampMixin, TenantBase):
+    """A conversation with a crew or flow."""
+
+    __tablename__ = "chat_sessions"
+
+    title: Mapped[str] = mapped_column(String(200), default="")
+    user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    crew_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("crews.id", ondelete="SET NULL"), nullable=True)
+    flow_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("flows.id", ondelete="SET NULL"), nullable=True)
+
+
+class ChatMessage(IdMixin, TenantBase):
+    """One message of a chat session."""
+
+    __tablename__ = "chat_messages"
+
+    session_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("chat_sessions.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    content: Mapped[str] = mapped_column(Text)
+    execution_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class UsageRecord(IdMixin, TenantBase):
+    """One LLM call: who, what, how many tokens, how long, how it ended."""
+
+    __tablename__ = "usage_records"
+
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    execution_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    node_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    provider_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    provider_kind: Mapped[str] = mapped_column(String(40), default="")
+    model: Mapped[str] = mapped_column(String(200), default="")
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    outcome: Mapped[str] = mapped_column(String(40), default="ok")

@@ -1,0 +1,1 @@
+"""Flow graph model, validation, engine, node types, CrewAI bridge."""
