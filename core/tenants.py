@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from core.errors import Conflict, InvalidInput, NotFound
 from db.database import Database
 from db.errors import InvalidTenantSlug
-from db.migrate import upgrade_tenant
+from db.migrate import provision_tenant
 from db.models import Tenant
 from db.slugs import validate_slug
 
@@ -53,8 +53,7 @@ class TenantService:
             except IntegrityError as exc:
                 raise Conflict(f"a tenant named {slug!r} exists already; choose another name") from exc
         try:
-            await self._db.create_tenant_storage(slug)
-            await upgrade_tenant(self._db, slug)
+            await provision_tenant(self._db, slug)
         except Exception:
             await self._set_status(tenant.id, "failed")
             raise

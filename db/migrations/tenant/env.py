@@ -11,6 +11,7 @@ context.configure(
     target_metadata=TenantBase.metadata,
     version_table_schema=context.config.attributes.get("schema"),
     render_as_batch=True,
+    transactional_ddl=True,
 )
 with context.begin_transaction():
     context.run_migrations()

@@ -1,0 +1,49 @@
+"""`/api/health` answers and names the active backends, on both databases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from api.app import install_api
+from core.services import build_services
+from core.settings import AppSettings
+
+
+@pytest.fixture
+async def client(db_url: str, tmp_path: Path) -> httpx.AsyncClient:
+    settings = AppSettings(env="test", data_dir=tmp_path)
+    settings.db.url = db_url
+    services = build_services(settings)
+    await services.start()
+    app = FastAPI()
+    install_api(app, services)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        yield http  # type: ignore[misc]  # async generator fixture
+    await services.close()
+
+
+async def test_health_reports_backends_and_database_check(client: httpx.AsyncClient, db_url: str) -> None:
+    response = await client.get("/api/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["checks"] == {"database": "ok"}
+    assert body["backends"]["database"] == ("postgresql" if db_url.startswith("postgresql") else "sqlite")
+    assert "postgres@" not in response.text
+
+
+async def test_health_is_degraded_when_the_database_is_gone(tmp_path: Path) -> None:
+    settings = AppSettings(env="test", data_dir=tmp_path)
+    settings.db.url = "postgresql+asyncpg://postgres@127.0.0.1:1/none"  # nothing listens on port 1
+    services = build_services(settings)
+    app = FastAPI()
+    install_api(app, services)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        response = await http.get("/api/health")
+    await services.close()
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"].startswith("failing")

@@ -1,0 +1,110 @@
+"""Settings: embedded defaults, env prefixes, secrets refused outside development."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from pydantic_settings import BaseSettings
+
+from core.errors import ConfigurationError
+from core.services import describe_backends
+from core.settings import AppSettings
+
+STRONG = "x" * 40
+
+
+def test_development_defaults_use_embedded_backends(clean_env: Path) -> None:
+    settings = AppSettings.load()
+    assert settings.database_url.startswith("sqlite+aiosqlite:///")
+    assert describe_backends(settings) == {
+        "database": "sqlite",
+        "event_bus": "in-process",
+        "rate_limits": "in-process",
+        "usage": "database",
+        "sandbox": "bwrap",
+        "secrets": "data-dir",
+    }
+
+
+def test_development_generates_secrets_once_with_mode_0600(clean_env: Path) -> None:
+    first = AppSettings.load()
+    second = AppSettings.load()
+    key = first.security.secret_key.get_secret_value()
+    assert len(key) >= 32
+    assert key == second.security.secret_key.get_secret_value()
+    assert first.security.master_keys.get_secret_value().startswith("k1:")
+    for name in ("secret_key", "master_keys"):
+        mode = (clean_env / "data" / "secrets" / name).stat().st_mode
+        assert stat.S_IMODE(mode) == 0o600
+
+
+def test_backend_variables_select_production_backends(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://u:hunter2@db/x")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("MONGODB_URL", "mongodb://127.0.0.1:27017")
+    monkeypatch.setenv("SANDBOX_BACKEND", "kubernetes")
+    settings = AppSettings.load()
+    backends = describe_backends(settings)
+    assert backends["database"] == "postgresql"
+    assert backends["event_bus"] == backends["rate_limits"] == "redis"
+    assert backends["usage"] == "mongodb"
+    assert backends["sandbox"] == "kubernetes"
+    assert "hunter2" not in repr(backends)
+
+
+@pytest.mark.parametrize(
+    ("secret_key", "master_keys", "problem"),
+    [
+        ("", "", "SECRET_KEY is missing"),
+        ("changeme", "k1:abc", "SECRET_KEY is missing or a placeholder"),
+        ("short", "k1:abc", "at least 32"),
+        (STRONG, "", "MASTER_KEYS is missing"),
+    ],
+)
+def test_production_refuses_missing_or_default_secrets(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, secret_key: str, master_keys: str, problem: str
+) -> None:
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", secret_key)
+    monkeypatch.setenv("MASTER_KEYS", master_keys)
+    with pytest.raises(ConfigurationError, match=problem):
+        AppSettings.load()
+    assert not (clean_env / "data" / "secrets").exists()
+
+
+def test_production_refuses_the_unsafe_sandbox(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", STRONG)
+    monkeypatch.setenv("MASTER_KEYS", "k1:" + "A" * 43 + "=")
+    monkeypatch.setenv("SANDBOX_BACKEND", "unsafe-subprocess")
+    with pytest.raises(ConfigurationError, match="development only"):
+        AppSettings.load()
+
+
+def test_production_accepts_real_secrets_from_the_environment(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", STRONG)
+    monkeypatch.setenv("MASTER_KEYS", "k1:" + "A" * 43 + "=")
+    settings = AppSettings.load()
+    assert settings.security.secret_key.get_secret_value() == STRONG
+    assert STRONG not in repr(settings)
+    assert describe_backends(settings)["secrets"] == "environment"
+
+
+def test_env_example_documents_every_variable() -> None:
+    documented = {
+        line.split("=", 1)[0]
+        for line in (Path(__file__).parents[2] / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    settings = AppSettings()
+    expected = {f"APP_{name.upper()}" for name in ("env", "data_dir", "host", "port")}
+    expected |= {"DATABASE_URL", "REDIS_URL", "MONGODB_URL", "SANDBOX_BACKEND", "MASTER_KEYS", "SECRET_KEY"}
+    areas = [getattr(settings, name) for name in type(settings).model_fields]
+    for area in (a for a in areas if isinstance(a, BaseSettings)):
+        prefix = area.model_config.get("env_prefix", "")
+        for name, field in type(area).model_fields.items():
+            expected.add(str(field.validation_alias) if field.validation_alias else f"{prefix}{name}".upper())
+    assert expected <= documented, f"undocumented: {sorted(expected - documented)}"
