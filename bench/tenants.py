@@ -26,10 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from core.tenants import TenantService  # noqa: E402
-from db.database import Database  # noqa: E402
-from db.migrate import migrate_all, upgrade_control  # noqa: E402
-from db.models import Agent, Tenant  # noqa: E402
+from core.tenants import TenantService
+from db.database import Database
+from db.migrate import migrate_all, upgrade_control
+from db.models import Agent, Tenant
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 

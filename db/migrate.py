@@ -40,7 +40,7 @@ _ALEMBIC_LOCK = threading.Lock()
 
 
 async def _alembic_turn() -> None:
-    while not _ALEMBIC_LOCK.acquire(blocking=False):
+    while not _ALEMBIC_LOCK.acquire(blocking=False):  # noqa: ASYNC110  (a thread lock has no awaitable)
         await asyncio.sleep(0.005)
 
 
@@ -182,13 +182,3 @@ async def migrate_all(
     if report.failures:
         raise MigrationFailed(report.failures)
     return report
-
-
-__all__ = [
-    "TENANT_SCHEMA_PLACEHOLDER",
-    "MigrationReport",
-    "head_revision",
-    "migrate_all",
-    "upgrade_control",
-    "upgrade_tenant",
-]
