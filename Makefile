@@ -26,7 +26,7 @@ $(UV):
 
 $(STAMPS)/deps: pyproject.toml uv.lock | $(UV)
 	@echo "==> installing locked Python dependencies into $(VENV)/"
-	$(UV) sync --frozen --python $(PYTHON)
+	scripts/sync-deps.sh $(UV) $(PYTHON)
 	@mkdir -p $(STAMPS) && touch $@
 
 deps: $(STAMPS)/deps
