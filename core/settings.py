@@ -73,6 +73,12 @@ class LLMSettings(BaseSettings):
     request_timeout_s: float = 60.0
     max_retries: int = 2
     failover_cooldown_s: float = 30.0
+    # Per-tenant sliding-window limits (0 = unlimited); providers may set tighter ones.
+    tenant_rpm: int = 600
+    tenant_tpm: int = 1_000_000
+    # The bundled local model (llama.cpp in-process).
+    local_threads: int = 2
+    local_context: int = 2048
 
 
 class SecuritySettings(BaseSettings):
@@ -82,6 +88,44 @@ class SecuritySettings(BaseSettings):
 
     master_keys: SecretStr = Field(default=SecretStr(""), validation_alias="MASTER_KEYS")
     secret_key: SecretStr = Field(default=SecretStr(""), validation_alias="SECRET_KEY")
+
+
+class AuthSettings(BaseSettings):
+    """Sign-in: token lifetimes, Argon2 cost, login throttling."""
+
+    model_config = SettingsConfigDict(env_prefix="AUTH_", extra="ignore")
+
+    access_token_ttl_s: int = Field(default=900, ge=30)
+    refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
+    session_ttl_s: int = Field(default=14 * 24 * 3600, ge=60)
+    invite_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    issuer: str = "crewcanvas"
+    audience: str = "crewcanvas-api"
+    # Argon2id cost (pwdlib defaults); production refuses less than OWASP's 19 MiB.
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_cost_kib: int = Field(default=65536, ge=8)
+    argon2_parallelism: int = Field(default=4, ge=1)
+    # Failed logins allowed per window, per account and per client address.
+    login_window_s: int = Field(default=900, ge=1)
+    login_max_failures_per_account: int = Field(default=5, ge=1)
+    login_max_failures_per_ip: int = Field(default=30, ge=1)
+    signup_enabled: bool = True
+
+
+class OIDCSettings(BaseSettings):
+    """Optional "Sign in with ..." through an OpenID Connect provider; off unless issuer and client id are set."""
+
+    model_config = SettingsConfigDict(env_prefix="OIDC_", extra="ignore")
+
+    issuer: str = ""
+    client_id: str = ""
+    client_secret: SecretStr = SecretStr("")
+    display_name: str = "single sign-on"
+    scopes: str = "openid email profile"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.issuer and self.client_id)
 
 
 class AppSettings(BaseSettings):
@@ -101,6 +145,8 @@ class AppSettings(BaseSettings):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    oidc: OIDCSettings = Field(default_factory=OIDCSettings)
 
     @model_validator(mode="after")
     def _refuse_weak_secrets(self) -> AppSettings:

@@ -54,6 +54,8 @@ class Provider(IdMixin, TimestampMixin, TenantBase):
         Uuid, ForeignKey("providers.id", ondelete="SET NULL"), nullable=True
     )
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    rpm_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tpm_limit: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Agent(IdMixin, TimestampMixin, TenantBase):
@@ -202,9 +204,11 @@ class UsageRecord(IdMixin, TenantBase):
     node_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
     provider_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     provider_kind: Mapped[str] = mapped_column(String(40), default="")
+    provider_name: Mapped[str] = mapped_column(String(200), default="", server_default="")
     model: Mapped[str] = mapped_column(String(200), default="")
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     outcome: Mapped[str] = mapped_column(String(40), default="ok")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -1,0 +1,269 @@
+"""LLM provider records per tenant: add, edit, disable, delete, list; credentials sealed at rest.
+
+Admins manage providers; every member may list them. Views carry a masked hint of
+the key (`sk-...9f2c`), never the key: the decrypted key exists only in the
+`ResolvedProvider` handed to the LLM path (`resolve`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from core.context import Role, TenantContext
+from core.crypto import CredentialVault, Sealed, mask_secret
+from core.errors import Conflict, InvalidInput, NotFound
+from core.llm.ssrf import EndpointGuard
+from core.llm.types import PASSTHROUGH_PARAMS, ProviderKind, ResolvedProvider
+from db.database import Database
+from db.models import Provider
+
+_M = TypeVar("_M", bound=BaseModel)
+
+NEEDS_BASE_URL = frozenset({ProviderKind.AZURE, ProviderKind.OPENAI_COMPATIBLE, ProviderKind.OLLAMA})
+NEEDS_KEY = frozenset({ProviderKind.OPENAI, ProviderKind.ANTHROPIC, ProviderKind.AZURE})
+KIND_LABELS = {
+    ProviderKind.OPENAI: "OpenAI",
+    ProviderKind.ANTHROPIC: "Anthropic",
+    ProviderKind.AZURE: "Azure OpenAI",
+    ProviderKind.OLLAMA: "Ollama",
+    ProviderKind.OPENAI_COMPATIBLE: "OpenAI-compatible (vLLM, ...)",
+    ProviderKind.LOCAL: "Local model (bundled SmolLM2-135M)",
+}
+LOCAL_NOTE = "SmolLM2-135M runs on this server: tiny, answers simple prompts, and cannot use tools."
+
+
+class ProviderFields(BaseModel):
+    """What an admin may set on a provider (every field optional: used for edits)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    models: list[str] | None = None
+    base_url: str | None = Field(default=None, max_length=2000)
+    api_key: SecretStr | None = None
+    clear_api_key: bool = False
+    default_params: dict[str, Any] | None = None
+    fallback_provider_id: uuid.UUID | None = None
+    clear_fallback: bool = False
+    enabled: bool | None = None
+    rpm_limit: int | None = Field(default=None, ge=0)
+    tpm_limit: int | None = Field(default=None, ge=0)
+
+
+class ProviderInput(ProviderFields):
+    """A new provider: `name` and `kind` are required."""
+
+    name: str = Field(min_length=1, max_length=200)
+    kind: ProviderKind
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderView:
+    """A provider as the UI and API show it: no key, only its hint."""
+
+    id: uuid.UUID
+    name: str
+    kind: ProviderKind
+    models: list[str]
+    base_url: str | None
+    default_params: dict[str, Any]
+    credential_hint: str
+    has_credential: bool
+    fallback_provider_id: uuid.UUID | None
+    enabled: bool
+    rpm_limit: int | None
+    tpm_limit: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def _view(row: Provider) -> ProviderView:
+    return ProviderView(
+        id=row.id,
+        name=row.name,
+        kind=ProviderKind(row.kind),
+        models=list(row.models or []),
+        base_url=row.base_url,
+        default_params=dict(row.default_params or {}),
+        credential_hint=row.credential_hint,
+        has_credential=row.credential_ciphertext is not None,
+        fallback_provider_id=row.fallback_provider_id,
+        enabled=row.enabled,
+        rpm_limit=row.rpm_limit,
+        tpm_limit=row.tpm_limit,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def parse_input(model: type[_M], data: dict[str, Any]) -> _M:
+    """Validate user data into `model`, turning pydantic's errors into one `InvalidInput`."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in exc.errors())
+        raise InvalidInput(f"invalid provider: {problems}") from None
+
+
+class ProviderService:
+    """Provider records of a tenant; also the `ProviderResolver` of `LLMService`."""
+
+    def __init__(self, db: Database, vault: CredentialVault, guard: EndpointGuard) -> None:
+        self._db = db
+        self._vault = vault
+        self._guard = guard
+
+    async def list(self, ctx: TenantContext) -> list[ProviderView]:
+        """Every provider of the tenant, by name (any member)."""
+        ctx.require(Role.VIEWER, "list providers")
+        async with self._db.tenant_session(ctx.tenant_slug) as session:
+            return [_view(r) for r in await session.scalars(select(Provider).order_by(Provider.name))]
+
+    async def get(self, ctx: TenantContext, provider_id: uuid.UUID) -> ProviderView:
+        ctx.require(Role.VIEWER, "view providers")
+        async with self._db.tenant_session(ctx.tenant_slug) as session:
+            return _view(await self._row(session, provider_id))
+
+    async def create(self, ctx: TenantContext, data: ProviderInput) -> ProviderView:
+        """Add a provider (admins)."""
+        ctx.require(Role.ADMIN, "add providers")
+        row = Provider(id=uuid.uuid4(), name=data.name.strip(), kind=str(data.kind), enabled=True)
+        async with self._db.tenant_session(ctx.tenant_slug) as session:
+            await self._apply(ctx, session, row, data)
+            session.add(row)
+            await self._commit(session, row.name)
+            return _view(row)
+
+    async def update(self, ctx: TenantContext, provider_id: uuid.UUID, data: ProviderFields) -> ProviderView:
+        """Change some fields of a provider (admins); an omitted key keeps the stored one."""
+        ctx.require(Role.ADMIN, "edit providers")
+        async with self._db.tenant_session(ctx.tenant_slug) as session:
+            row = await self._row(session, provider_id)
+            if data.name is not None:
+                row.name = data.name.strip()
+            await self._apply(ctx, session, row, data)
+            await self._commit(session, row.name)
+            return _view(row)
+
+    async def set_enabled(self, ctx: TenantContext, provider_id: uuid.UUID, enabled: bool) -> ProviderView:
+        """Enable or disable a provider (admins); a disabled provider is skipped by calls."""
+        return await self.update(ctx, provider_id, ProviderFields(enabled=enabled))
+
+    async def delete(self, ctx: TenantContext, provider_id: uuid.UUID) -> None:
+        """Delete a provider (admins); providers falling back to it lose their fallback."""
+        ctx.require(Role.ADMIN, "delete providers")
+        async with self._db.tenant_session(ctx.tenant_slug) as session:
+            row = await self._row(session, provider_id)
+            await session.delete(row)
+            await session.commit()
+
+    # -- the LLM path ------------------------------------------------------------------
+
+    async def resolve(self, ctx: TenantContext, provider_id: uuid.UUID) -> ResolvedProvider:
+        """The provider with its key decrypted, for `LLMService` only (never shown)."""
+        async with self._db.tenant_session(ctx.tenant_slug) as session:
+            row = await self._row(session, provider_id)
+        api_key = None
+        if row.credential_ciphertext is not None and row.credential_key_id is not None:
+            sealed = Sealed(row.credential_key_id, row.credential_ciphertext)
+            api_key = await self._vault.decrypt(ctx.tenant_slug, ctx.tenant_id, row.id, sealed)
+        return ResolvedProvider(
+            id=row.id,
+            name=row.name,
+            kind=ProviderKind(row.kind),
+            base_url=row.base_url,
+            models=list(row.models or []),
+            default_params=dict(row.default_params or {}),
+            api_key=api_key,
+            fallback_id=row.fallback_provider_id,
+            enabled=row.enabled,
+            rpm_limit=row.rpm_limit,
+            tpm_limit=row.tpm_limit,
+        )
+
+    async def default_provider_id(self, ctx: TenantContext) -> uuid.UUID:
+        """The tenant's oldest enabled provider (the bundled local model on a new tenant)."""
+        async with self._db.tenant_session(ctx.tenant_slug) as session:
+            found = await session.scalar(
+                select(Provider.id).where(Provider.enabled.is_(True)).order_by(Provider.created_at, Provider.name)
+            )
+        if found is None:
+            raise NotFound("this tenant has no enabled LLM provider; add one on the Providers page")
+        return found
+
+    # -- helpers -----------------------------------------------------------------------
+
+    async def _row(self, session: Any, provider_id: uuid.UUID) -> Provider:
+        row: Provider | None = await session.get(Provider, provider_id)
+        if row is None:
+            raise NotFound(f"no provider with id {provider_id} in this tenant")
+        return row
+
+    async def _commit(self, session: Any, name: str) -> None:
+        try:
+            await session.commit()
+        except IntegrityError as exc:
+            raise Conflict(f"a provider named {name!r} exists already; choose another name") from exc
+
+    async def _apply(self, ctx: TenantContext, session: Any, row: Provider, data: ProviderFields) -> None:
+        """Validate `data` against the provider's kind and copy it onto `row`."""
+        kind = ProviderKind(row.kind)
+        if data.models is not None:
+            row.models = [m.strip() for m in data.models if m.strip()]
+        if data.base_url is not None:
+            row.base_url = data.base_url.strip().rstrip("/") or None
+        if data.default_params is not None:
+            allowed = PASSTHROUGH_PARAMS | ({"api_version"} if kind is ProviderKind.AZURE else set())
+            unknown = sorted(set(data.default_params) - allowed)
+            if unknown:
+                raise InvalidInput(
+                    f"default parameter(s) {', '.join(unknown)} are not allowed; use: {', '.join(sorted(allowed))}"
+                )
+            row.default_params = dict(data.default_params)
+        if data.enabled is not None:
+            row.enabled = data.enabled
+        if data.rpm_limit is not None:
+            row.rpm_limit = data.rpm_limit or None
+        if data.tpm_limit is not None:
+            row.tpm_limit = data.tpm_limit or None
+        if kind is ProviderKind.LOCAL:
+            if row.base_url or data.api_key:
+                raise InvalidInput("the local model runs in this server: it takes no base URL and no key")
+        elif kind in NEEDS_BASE_URL and not row.base_url:
+            raise InvalidInput(f"a {KIND_LABELS[kind]} provider needs a base URL")
+        if row.base_url:
+            await self._guard.check(row.base_url)
+        if data.clear_api_key:
+            row.credential_ciphertext, row.credential_key_id, row.credential_hint = None, None, ""
+        if data.api_key is not None and data.api_key.get_secret_value().strip():
+            secret = data.api_key.get_secret_value().strip()
+            sealed = await self._vault.encrypt(ctx.tenant_slug, ctx.tenant_id, row.id, secret)
+            row.credential_ciphertext, row.credential_key_id = sealed.ciphertext, sealed.key_id
+            row.credential_hint = mask_secret(secret)
+        if kind in NEEDS_KEY and row.credential_ciphertext is None:
+            raise InvalidInput(f"a {KIND_LABELS[kind]} provider needs an API key")
+        if data.clear_fallback:
+            row.fallback_provider_id = None
+        elif data.fallback_provider_id is not None:
+            await self._check_fallback(session, row.id, data.fallback_provider_id)
+            row.fallback_provider_id = data.fallback_provider_id
+
+    async def _check_fallback(self, session: Any, provider_id: uuid.UUID, fallback_id: uuid.UUID) -> None:
+        """The fallback must exist here and must not lead back to this provider."""
+        current: uuid.UUID | None = fallback_id
+        seen: set[uuid.UUID] = set()
+        while current is not None and current not in seen:
+            if current == provider_id:
+                raise InvalidInput("a provider cannot fall back to itself, directly or through others")
+            seen.add(current)
+            target: Provider | None = await session.get(Provider, current)
+            if target is None:
+                raise InvalidInput(f"fallback provider {current} does not exist in this tenant")
+            current = target.fallback_provider_id
