@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api import health
+from api import auth, health
 from api.errors import install_error_handlers
 from core.services import Services
 
@@ -14,3 +14,4 @@ def install_api(app: FastAPI, services: Services) -> None:
     app.state.services = services
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(auth.router)

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.auth.identity import Identity, build_identity
 from core.settings import AppSettings
 from core.tenants import TenantService
 from db.database import Database
@@ -22,6 +23,7 @@ class Services:
     settings: AppSettings
     db: Database
     tenants: TenantService
+    identity: Identity
     backends: dict[str, str] = field(default_factory=dict)
 
     async def start(self) -> None:
@@ -30,6 +32,7 @@ class Services:
         log.info("migrated control plane and %d tenant(s)", len(report.migrated))
 
     async def close(self) -> None:
+        await self.identity.close()
         await self.db.dispose()
 
     async def health(self) -> dict[str, Any]:
@@ -65,9 +68,11 @@ def build_services(settings: AppSettings) -> Services:
         max_overflow=settings.db.max_overflow,
         echo=settings.db.echo,
     )
+    tenants = TenantService(db)
     return Services(
         settings=settings,
         db=db,
-        tenants=TenantService(db),
+        tenants=tenants,
+        identity=build_identity(settings, db, tenants),
         backends=describe_backends(settings),
     )

@@ -1,0 +1,160 @@
+"""Failed-login throttling, per account and per client address.
+
+`AttemptLog` is the small storage protocol (a sliding window of failure timestamps
+per key); `MemoryAttemptLog` keeps it in-process, `RedisAttemptLog` in sorted sets
+so every app process sees the same counts. `LoginThrottle` applies the policy and
+is consulted *before* any password is hashed, so a flood of guesses costs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from redis.exceptions import RedisError
+
+from core.errors import BackendUnavailable, RateLimited
+
+
+class AttemptLog(Protocol):
+    """Timestamps of recent failures, per key, inside a sliding window."""
+
+    async def add(self, key: str, window_s: float) -> None:
+        """Record one failure for `key` now."""
+
+    async def recent(self, key: str, window_s: float) -> tuple[int, float]:
+        """`(count, seconds until the oldest failure leaves the window)` for `key`."""
+
+    async def clear(self, key: str) -> None:
+        """Forget every failure of `key`."""
+
+    async def close(self) -> None:
+        """Release connections, if any."""
+
+
+class MemoryAttemptLog:
+    """In-process attempt log: a deque of timestamps per key (one process only)."""
+
+    MAX_KEYS = 100_000
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._hits: dict[str, deque[float]] = {}
+
+    def _pruned(self, key: str, window_s: float) -> deque[float] | None:
+        hits = self._hits.get(key)
+        if hits is None:
+            return None
+        horizon = self._clock() - window_s
+        while hits and hits[0] <= horizon:
+            hits.popleft()
+        if not hits:
+            del self._hits[key]
+            return None
+        return hits
+
+    async def add(self, key: str, window_s: float) -> None:
+        hits = self._pruned(key, window_s)
+        if hits is None:
+            if len(self._hits) >= self.MAX_KEYS:  # forget the stalest keys rather than grow without bound
+                for stale in sorted(self._hits, key=lambda k: self._hits[k][-1])[: self.MAX_KEYS // 10]:
+                    del self._hits[stale]
+            hits = self._hits[key] = deque()
+        hits.append(self._clock())
+
+    async def recent(self, key: str, window_s: float) -> tuple[int, float]:
+        hits = self._pruned(key, window_s)
+        if hits is None:
+            return 0, 0.0
+        return len(hits), max(0.0, hits[0] + window_s - self._clock())
+
+    async def clear(self, key: str) -> None:
+        self._hits.pop(key, None)
+
+    async def close(self) -> None:
+        self._hits.clear()
+
+
+class RedisAttemptLog:
+    """Attempt log in Redis sorted sets (score = time), shared by every app process."""
+
+    def __init__(self, client: Any, prefix: str = "crewcanvas:attempts:") -> None:
+        self._redis = client
+        self._prefix = prefix
+
+    async def add(self, key: str, window_s: float) -> None:
+        now = time.time()
+        name = self._prefix + key
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zremrangebyscore(name, 0, now - window_s)
+                pipe.zadd(name, {f"{now:.6f}:{uuid.uuid4().hex}": now})
+                pipe.expire(name, max(1, int(window_s) + 1))
+                await pipe.execute()
+        except (OSError, RedisError) as exc:
+            raise BackendUnavailable(f"Redis is unreachable for login throttling: {exc}; check REDIS_URL") from exc
+
+    async def recent(self, key: str, window_s: float) -> tuple[int, float]:
+        now = time.time()
+        name = self._prefix + key
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zremrangebyscore(name, 0, now - window_s)
+                pipe.zcard(name)
+                pipe.zrange(name, 0, 0, withscores=True)
+                _, count, oldest = await pipe.execute()
+        except (OSError, RedisError) as exc:
+            raise BackendUnavailable(f"Redis is unreachable for login throttling: {exc}; check REDIS_URL") from exc
+        if not count:
+            return 0, 0.0
+        return int(count), max(0.0, float(oldest[0][1]) + window_s - now)
+
+    async def clear(self, key: str) -> None:
+        try:
+            await self._redis.delete(self._prefix + key)
+        except (OSError, RedisError) as exc:
+            raise BackendUnavailable(f"Redis is unreachable for login throttling: {exc}; check REDIS_URL") from exc
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+class LoginThrottle:
+    """Refuses sign-in attempts for an account or address with too many recent failures."""
+
+    def __init__(self, log: AttemptLog, *, window_s: float, per_account: int, per_address: int) -> None:
+        self.log = log
+        self._window_s = window_s
+        self._limits = {"account": per_account, "address": per_address}
+
+    @staticmethod
+    def _keys(email: str, address: str | None) -> dict[str, str]:
+        # Account keys are digests: the store never holds email addresses.
+        keys = {"account": "login:account:" + hashlib.sha256(email.strip().lower().encode()).hexdigest()[:40]}
+        if address:
+            keys["address"] = "login:address:" + address
+        return keys
+
+    async def check(self, email: str, address: str | None) -> None:
+        """Raise `RateLimited` if the account or the address has used up its failures."""
+        for kind, key in self._keys(email, address).items():
+            count, wait = await self.log.recent(key, self._window_s)
+            if count >= self._limits[kind]:
+                subject = "this account" if kind == "account" else "your address"
+                raise RateLimited(
+                    f"too many failed sign-ins for {subject}; try again in {max(1, round(wait))} seconds",
+                    retry_after=max(1.0, wait),
+                )
+
+    async def failed(self, email: str, address: str | None) -> None:
+        """Count one failed attempt against the account and the address."""
+        for key in self._keys(email, address).values():
+            await self.log.add(key, self._window_s)
+
+    async def succeeded(self, email: str) -> None:
+        """A correct password clears the account's failures (never the address's)."""
+        await self.log.clear(self._keys(email, None)["account"])
