@@ -10,6 +10,7 @@ from typing import Any
 from core.auth.identity import Identity, build_identity
 from core.settings import AppSettings
 from core.tenants import TenantService
+from core.tools import ToolService, ToolSettings, build_sandbox
 from db.database import Database
 from db.migrate import migrate_all
 
@@ -24,6 +25,7 @@ class Services:
     db: Database
     tenants: TenantService
     identity: Identity
+    tools: ToolService
     backends: dict[str, str] = field(default_factory=dict)
 
     async def start(self) -> None:
@@ -58,6 +60,15 @@ def describe_backends(settings: AppSettings) -> dict[str, str]:
     }
 
 
+def _build_tools(settings: AppSettings, db: Database) -> ToolService:
+    """The sandbox backend, built once; if it cannot isolate, every tool run is refused."""
+    tool_settings = ToolSettings()
+    sandbox, unsafe = build_sandbox(settings.sandbox)
+    return ToolService(
+        db, sandbox, policy=tool_settings.policy(), unsafe=unsafe, max_concurrent_runs=tool_settings.max_concurrent_runs
+    )
+
+
 def build_services(settings: AppSettings) -> Services:
     """Choose every backend from `settings`; nothing connects until `start()`."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -74,5 +85,6 @@ def build_services(settings: AppSettings) -> Services:
         db=db,
         tenants=tenants,
         identity=build_identity(settings, db, tenants),
+        tools=_build_tools(settings, db),
         backends=describe_backends(settings),
     )
