@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api import auth, health
+from api import api_keys, auth, health, members, tenants
 from api.errors import install_error_handlers
+from api.tools import router as tools_router
 from core.services import Services
 
 
@@ -15,3 +16,7 @@ def install_api(app: FastAPI, services: Services) -> None:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(auth.router)
+    app.include_router(tenants.router)
+    app.include_router(members.router)
+    app.include_router(api_keys.router)
+    app.include_router(tools_router)
