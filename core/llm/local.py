@@ -84,6 +84,13 @@ class LocalModelTransport:
                 )
             return self._llama
 
+    def close(self) -> None:
+        """Free the model's memory (it loads again on next use)."""
+        with self._load_lock:
+            if self._llama is not None:
+                self._llama.close()
+                self._llama = None
+
     def _arguments(self, provider: ResolvedProvider, request: ChatRequest) -> dict[str, Any]:
         if request.tools:
             raise ProviderCallFailed(provider.name, "bad_request", NO_TOOLS)

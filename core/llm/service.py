@@ -21,6 +21,7 @@ from typing import Protocol, TypeVar
 
 from core.context import Role, TenantContext
 from core.errors import RateLimited
+from core.llm.local import LocalModelTransport
 from core.llm.routing import Cooldowns, failover_order, provider_chain
 from core.llm.ssrf import EndpointGuard
 from core.llm.transports import LiteLLMTransport, Transport
@@ -95,6 +96,7 @@ class LLMService:
         self.policy = policy
         remote = LiteLLMTransport()
         self._transports: dict[ProviderKind, Transport] = dict.fromkeys(ProviderKind, remote)
+        self._transports[ProviderKind.LOCAL] = LocalModelTransport()
         self._transports.update(transports or {})
         self.cooldowns = Cooldowns(policy.cooldown_s, clock)
         self._clock = clock
@@ -184,6 +186,12 @@ class LLMService:
                 raise AllProvidersFailed([*failures, exc]) from None
             return
         raise await self._give_up(ctx, chain[0], request, meta, failures, refusals)
+
+    def close(self) -> None:
+        """Free the local model, if it was loaded."""
+        local = self._transports.get(ProviderKind.LOCAL)
+        if isinstance(local, LocalModelTransport):
+            local.close()
 
     async def test_provider(self, ctx: TenantContext, provider_id: uuid.UUID) -> ProviderTestResult:
         """Send a 1-token request to this provider alone; report latency or the provider's error."""
