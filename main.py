@@ -40,6 +40,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     delete = sub.add_parser("delete-tenant", help="drop a tenant's schema and all its data")
     delete.add_argument("slug")
     delete.add_argument("--confirm", default="", help="repeat the slug to confirm")
+    sub.add_parser(
+        "rotate-keys",
+        help="re-wrap every tenant's data key under the newest MASTER_KEYS entry (resumable; run again if stopped)",
+    )
     return parser.parse_args(argv)
 
 
@@ -61,6 +65,13 @@ async def _admin(args: argparse.Namespace) -> int:
             await services.start()
             await services.tenants.delete(args.slug, confirm=args.confirm)
             print(f"deleted tenant {args.slug}")
+        elif args.command == "rotate-keys":
+            await services.start()
+            rotation = await services.llm_stack.rotate_keys()
+            print(
+                f"re-wrapped {rotation.rewrapped} data key(s) under master key {services.llm_stack.keyring.newest_id!r}"
+                f" ({rotation.already_current} already current, {len(rotation.tenants)} tenant(s))"
+            )
     except CoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -113,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.command == "delete-tenant" and not args.confirm:
         args.confirm = input(f"type {args.slug!r} to delete it and all its data: ").strip()
-    if args.command in {"migrate", "create-tenant", "delete-tenant"}:
+    if args.command in {"migrate", "create-tenant", "delete-tenant", "rotate-keys"}:
         sys.exit(asyncio.run(_admin(args)))
     serve(args)
 

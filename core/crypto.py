@@ -91,9 +91,14 @@ class KeyRing:
                 raise ConfigurationError(f"MASTER_KEYS key {kid!r} must decode to 32 bytes, not {len(key)}")
             self._keys[kid] = key
             newest = kid
-        if not newest:
-            raise ConfigurationError("MASTER_KEYS is empty: set at least one '<key id>:<base64 key>'")
-        self.newest_id = newest
+        self._newest = newest
+
+    @property
+    def newest_id(self) -> str:
+        """The key id new data keys are wrapped with; `ConfigurationError` if the ring is empty."""
+        if not self._newest:
+            raise ConfigurationError("MASTER_KEYS is empty: set at least one '<key id>:<urlsafe base64 of 32 bytes>'")
+        return self._newest
 
     @staticmethod
     def generate_entry(kid: str) -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.auth.identity import Identity, build_identity
+from core.llm.wiring import LLMStack, build_llm
 from core.settings import AppSettings
 from core.tenants import TenantService
 from core.tools import ToolService, ToolSettings, build_sandbox
@@ -26,14 +27,17 @@ class Services:
     tenants: TenantService
     identity: Identity
     tools: ToolService
+    llm_stack: LLMStack
     backends: dict[str, str] = field(default_factory=dict)
 
     async def start(self) -> None:
         """Bring storage to head (control plane, then every tenant)."""
         report = await migrate_all(self.db, concurrency=self.settings.db.migrate_concurrency)
         log.info("migrated control plane and %d tenant(s)", len(report.migrated))
+        await self.llm_stack.start()
 
     async def close(self) -> None:
+        await self.llm_stack.close()
         await self.identity.close()
         await self.db.dispose()
 
@@ -86,5 +90,6 @@ def build_services(settings: AppSettings) -> Services:
         tenants=tenants,
         identity=build_identity(settings, db, tenants),
         tools=_build_tools(settings, db),
+        llm_stack=build_llm(settings, db),
         backends=describe_backends(settings),
     )
