@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from api import api_keys, auth, health, members, tenants
 from api.errors import install_error_handlers
+from api.providers import router as providers_router
 from api.tools import router as tools_router
 from core.services import Services
 
@@ -20,3 +21,4 @@ def install_api(app: FastAPI, services: Services) -> None:
     app.include_router(members.router)
     app.include_router(api_keys.router)
     app.include_router(tools_router)
+    app.include_router(providers_router)

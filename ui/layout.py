@@ -7,7 +7,9 @@ from contextlib import contextmanager
 
 from nicegui import ui
 
-NAV = [("Home", "/")]
+from ui.account_bar import account_bar
+
+NAV = [("Home", "/"), ("Tenants", "/tenants"), ("Members", "/members"), ("API keys", "/api-keys")]
 
 
 @contextmanager
@@ -19,6 +21,7 @@ def frame(title: str) -> Iterator[None]:
         with ui.row().classes("gap-4"):
             for label, target in NAV:
                 ui.link(label, target).classes("text-white no-underline")
+        account_bar()
     with ui.column().classes("w-full max-w-5xl mx-auto p-4 gap-4"):
         ui.label(title).classes("text-2xl font-semibold")
         yield

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
+from datetime import date
 from functools import partial
 from typing import Protocol, TypeVar
 
@@ -37,7 +38,7 @@ from core.llm.types import (
     scrub,
 )
 from core.ratelimit import Limit, RateLimiter
-from core.usage import UsageEntry, UsageStore
+from core.usage import UsageEntry, UsageStore, UsageTotals
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -214,9 +215,20 @@ class LLMService:
 
     # -- steps ---------------------------------------------------------------------------
 
+    async def recent_usage(self, ctx: TenantContext, limit: int = 50) -> list[UsageEntry]:
+        """The tenant's newest usage records (admins)."""
+        ctx.require(Role.ADMIN, "read usage records")
+        return await self._usage.recent(ctx.tenant_slug, max(1, min(limit, 500)))
+
+    async def daily_usage(self, ctx: TenantContext, day: date) -> UsageTotals:
+        """The tenant's totals for one UTC day (admins)."""
+        ctx.require(Role.ADMIN, "read usage totals")
+        return await self._usage.daily_totals(ctx.tenant_slug, day)
+
     async def _prepare(
         self, ctx: TenantContext, request: ChatRequest, provider_id: uuid.UUID | None, meta: CallMeta
     ) -> tuple[list[ResolvedProvider], Limit]:
+        ctx.require(Role.EDITOR, "run LLM calls")
         request.validate()
         first = provider_id or await self._providers.default_provider_id(ctx)
         chain = await provider_chain(first, lambda pid: self._providers.resolve(ctx, pid))

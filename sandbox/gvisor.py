@@ -1,0 +1,297 @@
+"""gVisor backend: every run is ``runsc run`` of a fresh OCI bundle.
+
+The tool talks to gVisor's user-space kernel (the Sentry), not to the host
+kernel. The bundle has a read-only root, no network (``--network=none``), its
+own /dev/shm, a size-limited tmpfs work dir, the job files on a read-only bind
+mount, no capabilities, and the syscall filter from ``seccomp.py`` enforced
+inside the Sentry (``--oci-seccomp``). Like bubblewrap, runsc runs inside a
+per-run cgroup (joined race-free by a shell before exec) which limits the
+Sentry, gofer and tool together; the harness's rlimits apply inside.
+
+``runsc do`` is never used: it exposes the host file system.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sandbox import job
+from sandbox.base import MiB, Availability, SandboxBackend, SandboxUnavailable, ToolResult, ToolRun
+from sandbox.cgroups import CgroupError, CgroupLimits, Cgroups, RunCgroup, join_argv
+from sandbox.outcome import build_result
+from sandbox.seccomp import to_oci
+from sandbox.supervise import supervise
+
+log = logging.getLogger(__name__)
+
+_PROBE_SOURCE = "def run():\n    return 'ready'\n"
+_RUNSC_CLEANUP_SECONDS = 15.0
+_NO_CAPS: dict[str, list[str]] = {key: [] for key in ("bounding", "effective", "inheritable", "permitted", "ambient")}
+
+
+def oci_spec(
+    run: ToolRun,
+    *,
+    uid: int,
+    gid: int,
+    python_path: str,
+    ro_paths: Sequence[str],
+    sandbox_dir: str,
+) -> dict[str, Any]:
+    """The OCI runtime spec (config.json) for one run. Pure: no files touched."""
+    limits = run.limits
+    mounts: list[dict[str, Any]] = [
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755", "size=64k"]},
+        {
+            "destination": "/dev/shm",
+            "type": "tmpfs",
+            "source": "shm",
+            "options": ["nosuid", "nodev", "noexec", "mode=1777", f"size={min(limits.disk_bytes, 64 * MiB)}"],
+        },
+        *({"destination": path, "type": "bind", "source": path, "options": ["rbind", "ro"]} for path in ro_paths),
+        {"destination": job.SANDBOX_DIR, "type": "bind", "source": sandbox_dir, "options": ["rbind", "ro"]},
+        {
+            "destination": job.WORK_DIR,
+            "type": "tmpfs",
+            "source": "tmpfs",
+            "options": ["nosuid", "nodev", "mode=0700", f"uid={uid}", f"gid={gid}", f"size={limits.disk_bytes}"],
+        },
+    ]
+    return {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": False,
+            "user": {"uid": uid, "gid": gid, "additionalGids": []},
+            "args": job.harness_argv(python_path),
+            "env": [f"{key}={value}" for key, value in job.run_env(run).items()],
+            "cwd": job.WORK_DIR,
+            "capabilities": _NO_CAPS,
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": limits.open_files, "soft": limits.open_files}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": "rootfs", "readonly": True},
+        "hostname": "sandbox",
+        "mounts": mounts,
+        "linux": {
+            "namespaces": [{"type": kind} for kind in ("pid", "network", "ipc", "uts", "mount")],
+            "seccomp": to_oci(),
+        },
+    }
+
+
+def _make_rootfs(path: Path) -> None:
+    """An empty read-only root: mount points plus the merged-/usr symlinks."""
+    path.mkdir(mode=0o755)
+    for name in ("usr", "proc", "dev", "sandbox", "work", "etc"):
+        (path / name).mkdir(mode=0o755)
+    for name, target in (("bin", "usr/bin"), ("sbin", "usr/sbin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")):
+        (path / name).symlink_to(target)
+    (path / "tmp").symlink_to(f"{job.WORK_DIR}/.tmp")
+
+
+class GVisorBackend(SandboxBackend):
+    """Run tools in gVisor containers started with ``runsc run``."""
+
+    name = "gvisor"
+
+    def __init__(
+        self,
+        *,
+        runsc_path: str = "/usr/bin/runsc",
+        python_path: str = "/usr/bin/python3",
+        uid: int = 65534,
+        gid: int = 65534,
+        platform: str = "ptrace",
+        rootless: bool | None = None,
+        work_root: str | None = None,
+        ro_paths: Sequence[str] = ("/usr",),
+        shell_path: str = "/bin/sh",
+        use_cgroups: bool = True,
+        cgroup_parent: str | None = None,
+        startup_grace_seconds: float = 5.0,
+        memory_overhead_bytes: int = 256 * MiB,
+        tasks_overhead: int = 512,
+    ) -> None:
+        """``platform``: ptrace works everywhere; kvm needs /dev/kvm (and hung on Firecracker VMs).
+
+        ``rootless`` defaults to "not running as root". ``work_root`` holds
+        bundles and runsc state (a private temp dir by default).
+        """
+        super().__init__()
+        self.runsc_path = runsc_path
+        self.python_path = python_path
+        self.uid = uid
+        self.gid = gid
+        self.platform = platform
+        self.rootless = os.geteuid() != 0 if rootless is None else rootless
+        self.ro_paths = tuple(ro_paths)
+        self.shell_path = shell_path
+        self.use_cgroups = use_cgroups
+        self.cgroup_parent = cgroup_parent
+        self.startup_grace_seconds = startup_grace_seconds
+        self.memory_overhead_bytes = memory_overhead_bytes
+        self.tasks_overhead = tasks_overhead
+        self._work_root = Path(work_root) if work_root else None
+        self._owns_work_root = work_root is None
+        self._cgroups: Cgroups | None = None
+
+    def check_prerequisites(self) -> None:
+        if not os.path.isfile(self.runsc_path) or not os.access(self.runsc_path, os.X_OK):
+            raise SandboxUnavailable(
+                f"gVisor runsc not found at {self.runsc_path}: install the apt package runsc or fix the runsc path"
+            )
+        if not os.path.isfile(self.python_path):
+            raise SandboxUnavailable(f"python for the sandbox not found at {self.python_path}")
+
+    @property
+    def work_root(self) -> Path:
+        if self._work_root is None:
+            self._work_root = Path(tempfile.mkdtemp(prefix="crewcanvas-gvisor-"))
+        root = self._work_root
+        if not (root / "rootfs").exists():
+            root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            (root / "state").mkdir(mode=0o700, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(dir=root))
+            _make_rootfs(staging / "rootfs")
+            # Concurrent first runs: whoever renames first wins, the others discard.
+            try:
+                (staging / "rootfs").rename(root / "rootfs")
+            except OSError:
+                pass
+            shutil.rmtree(staging, ignore_errors=True)
+        return root
+
+    async def aclose(self) -> None:
+        """Remove the private work root (rootfs skeleton and runsc state) if this backend made it."""
+        if self._owns_work_root and self._work_root is not None:
+            shutil.rmtree(self._work_root, ignore_errors=True)
+            self._work_root = None
+
+    @property
+    def cgroups(self) -> Cgroups:
+        if self._cgroups is None:
+            self._cgroups = (
+                Cgroups.discover(parent=self.cgroup_parent)
+                if self.use_cgroups
+                else Cgroups.disabled("cgroups switched off in the backend options")
+            )
+        return self._cgroups
+
+    def runsc_argv(self, *extra: str) -> list[str]:
+        argv = [self.runsc_path, "--root", str(self.work_root / "state"), f"--platform={self.platform}"]
+        argv += ["--network=none", "--oci-seccomp", "--ignore-cgroups"]
+        if self.rootless:
+            argv.append("--rootless")
+        return [*argv, *extra]
+
+    async def _probe(self) -> Availability:
+        result = await self._execute(ToolRun(source=_PROBE_SOURCE, run_id=f"probe-{secrets.token_hex(4)}"))
+        if result.ok and result.output == "ready":
+            return Availability(True)
+        detail = f"{result.reason}: {result.error or ''} {result.stderr_tail.strip()[-500:]}".strip()
+        return Availability(
+            False,
+            f"runsc could not start a container here ({detail}); check that platform={self.platform!r} works "
+            "(ptrace is the portable one) and that runsc runs as root or with rootless=True",
+        )
+
+    async def _runsc(self, *args: str) -> None:
+        """Run a runsc housekeeping command, ignoring failures (the container may be gone)."""
+        process = await asyncio.create_subprocess_exec(
+            *self.runsc_argv(*args), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            async with asyncio.timeout(_RUNSC_CLEANUP_SECONDS):
+                await process.wait()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            log.warning("runsc %s did not finish in %.0f s", " ".join(args), _RUNSC_CLEANUP_SECONDS)
+
+    def _create_group(self, run: ToolRun, notes: list[str]) -> RunCgroup | None:
+        cgroups = self.cgroups
+        if cgroups.version is None:
+            notes.append(f"cgroups unavailable ({cgroups.unavailable}); memory and tasks limited by rlimits only")
+            return None
+        limits = run.limits
+        spec = CgroupLimits(
+            memory_bytes=limits.memory_bytes + limits.disk_bytes + self.memory_overhead_bytes,
+            pids=limits.processes + self.tasks_overhead,
+            cpu_cores=limits.cpu_cores,
+        )
+        try:
+            return cgroups.create(f"{run.run_id}-{secrets.token_hex(3)}", spec)
+        except CgroupError as exc:
+            notes.append(f"{exc}; memory and tasks limited by rlimits only")
+            return None
+
+    def _write_bundle(self, run: ToolRun, bundle: Path) -> None:
+        sandbox_dir = bundle / "sandbox"
+        job_dir = sandbox_dir / "job"
+        job_dir.mkdir(parents=True, mode=0o755)
+        sandbox_dir.chmod(0o755)
+        (sandbox_dir / "harness.py").write_bytes(job.harness_source())
+        for name, data in job.job_files(run).items():
+            (job_dir / name).write_bytes(data)
+        for path in (sandbox_dir / "harness.py", *job_dir.iterdir()):
+            path.chmod(0o444)
+        (bundle / "rootfs").symlink_to(self.work_root / "rootfs")
+        spec = oci_spec(
+            run,
+            uid=self.uid,
+            gid=self.gid,
+            python_path=self.python_path,
+            ro_paths=self.ro_paths,
+            sandbox_dir=str(sandbox_dir),
+        )
+        (bundle / "config.json").write_text(json.dumps(spec))
+
+    async def _execute(self, run: ToolRun) -> ToolResult:
+        notes: list[str] = []
+        container_id = f"cc-{run.run_id}-{secrets.token_hex(3)}"
+        bundle = Path(tempfile.mkdtemp(prefix=f"{container_id}-", dir=self.work_root))
+        group = self._create_group(run, notes)
+        try:
+            self._write_bundle(run, bundle)
+
+            async def kill(pid: int) -> None:
+                await self._runsc("kill", "--all", container_id, "KILL")
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                if group is not None:
+                    group.kill_all()
+
+            argv = self.runsc_argv("run", "--bundle", str(bundle), container_id)
+            if group is not None:
+                argv = join_argv(group.procs_files, argv, self.shell_path)
+            captured = await supervise(
+                argv,
+                env={"PATH": "/usr/bin:/bin"},
+                deadline_seconds=run.limits.wall_seconds + self.startup_grace_seconds,
+                output_bytes=run.limits.output_bytes,
+                kill=kill,
+            )
+            memory_exhausted = group.oom_killed() if group is not None else False
+        finally:
+            if (self.work_root / "state" / container_id).exists() or group is None:
+                await self._runsc("delete", "--force", container_id)
+            if group is not None:
+                try:
+                    group.remove()
+                except CgroupError:
+                    log.exception("gVisor run %s left its cgroup behind", run.run_id)
+            shutil.rmtree(bundle, ignore_errors=True)
+        return build_result(run, self.name, captured, memory_exhausted=memory_exhausted, notes=tuple(notes))
