@@ -227,24 +227,37 @@ class Cgroups:
 
     @classmethod
     def _prepared_v2(cls, parent: Path) -> Cgroups:
-        try:
-            available = (parent.parent / "cgroup.controllers").read_text().split()
-        except OSError as exc:
-            return cls.disabled(f"cgroup v2 not readable at {parent.parent}: {exc}")
-        if not {"memory", "pids"} <= set(available):
-            return cls.disabled(
-                f"cgroup v2 at {parent.parent} does not offer memory and pids to children "
-                f"(has: {' '.join(available) or 'none'}); delegate them (systemd Delegate=yes) and pass its path"
-            )
         prepared = cls._prepared("v2", {"unified": parent})
         if prepared.version is None:
             return prepared
+        # Run groups are children of ``parent``: it must itself have the controllers
+        # (its parent's subtree_control hands them down) before it can pass them on.
+        available = cls._v2_controllers(parent)
+        missing = sorted({"memory", "pids"} - set(available))
+        if missing:
+            with contextlib.suppress(OSError):
+                # Fails when the group above holds processes itself (no internal processes rule).
+                _write(parent.parent / "cgroup.subtree_control", " ".join(f"+{name}" for name in missing))
+            available = cls._v2_controllers(parent)
+        if not {"memory", "pids"} <= set(available):
+            return cls.disabled(
+                f"cgroup v2 group {parent} does not get the memory and pids controllers "
+                f"(has: {' '.join(available) or 'none'}); delegate a cgroup with them (systemd Delegate=yes) "
+                "and pass its path as the cgroup parent"
+            )
         wanted = [name for name in ("memory", "pids", "cpu") if name in available]
         try:
             _write(parent / "cgroup.subtree_control", " ".join(f"+{name}" for name in wanted))
         except OSError as exc:
-            return cls.disabled(f"cannot enable {' '.join(wanted)} in {parent}: {exc}")
+            return cls.disabled(f"cannot enable {' '.join(wanted)} for run groups in {parent}: {exc}")
         return prepared
+
+    @staticmethod
+    def _v2_controllers(group: Path) -> list[str]:
+        try:
+            return (group / "cgroup.controllers").read_text().split()
+        except OSError:
+            return []
 
     def create(self, name: str, limits: CgroupLimits) -> RunCgroup:
         """Create and configure the group for one run."""

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox import job
-from sandbox.base import MiB, Availability, SandboxBackend, SandboxUnavailable, ToolResult, ToolRun
+from sandbox.base import Availability, MiB, SandboxBackend, SandboxUnavailable, ToolResult, ToolRun
 from sandbox.cgroups import CgroupError, CgroupLimits, Cgroups, RunCgroup, join_argv
 from sandbox.outcome import build_result
 from sandbox.seccomp import to_oci
@@ -166,10 +166,8 @@ class GVisorBackend(SandboxBackend):
             staging = Path(tempfile.mkdtemp(dir=root))
             _make_rootfs(staging / "rootfs")
             # Concurrent first runs: whoever renames first wins, the others discard.
-            try:
+            with contextlib.suppress(OSError):
                 (staging / "rootfs").rename(root / "rootfs")
-            except OSError:
-                pass
             shutil.rmtree(staging, ignore_errors=True)
         return root
 
@@ -195,6 +193,10 @@ class GVisorBackend(SandboxBackend):
         if self.rootless:
             argv.append("--rootless")
         return [*argv, *extra]
+
+    def _state_files(self, container_id: str) -> list[Path]:
+        """runsc's bookkeeping files for one container (they name it, never as a prefix of another id)."""
+        return [path for path in (self.work_root / "state").iterdir() if f"{container_id}." in path.name]
 
     async def _probe(self) -> Availability:
         result = await self._execute(ToolRun(source=_PROBE_SOURCE, run_id=f"probe-{secrets.token_hex(4)}"))
@@ -286,8 +288,12 @@ class GVisorBackend(SandboxBackend):
             )
             memory_exhausted = group.oom_killed() if group is not None else False
         finally:
-            if (self.work_root / "state" / container_id).exists() or group is None:
+            # A container that exited by itself has removed its state; one killed
+            # at a limit leaves "<id>_sandbox:<id>.state" (and a lock) behind.
+            if self._state_files(container_id) or group is None:
                 await self._runsc("delete", "--force", container_id)
+                for leftover in self._state_files(container_id):
+                    leftover.unlink(missing_ok=True)
             if group is not None:
                 try:
                     group.remove()

@@ -78,4 +78,3 @@ class UnsafeSubprocessBackend(SandboxBackend):
         finally:
             shutil.rmtree(root, ignore_errors=True)
         return build_result(run, self.name, captured, notes=(_NOTE,))
-

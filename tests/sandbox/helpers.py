@@ -72,11 +72,11 @@ def _is_bwrap(pid: int) -> bool:
 
 async def wait_until_gone(pids_of: Callable[[], list[Any]], seconds: float = 3.0) -> list[Any]:
     """Poll ``pids_of()`` until it is empty or time runs out; killed tasks take a moment to vanish."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while (left := pids_of()) and loop.time() < deadline:
+    for _ in range(max(1, int(seconds / 0.05))):
+        if not (left := pids_of()):
+            return left
         await asyncio.sleep(0.05)
-    return left
+    return pids_of()
 
 
 def mount_count() -> int:

@@ -6,6 +6,7 @@ Each test runs a real tool in a real sandbox and checks the host afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import os
@@ -18,6 +19,7 @@ import pytest
 
 from sandbox.base import ExitReason, Limits, SandboxBackend, ToolRun
 from sandbox.bwrap import BwrapBackend
+from sandbox.gvisor import GVisorBackend
 from tests.sandbox.helpers import host_processes_matching, mount_count, run_tool, sandbox_processes, wait_until_gone
 
 
@@ -35,6 +37,67 @@ async def test_tool_returns_json(backend: SandboxBackend) -> None:
     assert result.backend == backend.name
     assert result.tool_seconds is not None
     assert result.wall_seconds > 0
+
+
+async def test_tool_runs_unprivileged(backend: SandboxBackend) -> None:
+    result = await run_tool(
+        backend,
+        """
+        import os
+        def run():
+            status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
+            return {
+                "uid": os.getuid(),
+                "euid": os.geteuid(),
+                "gid": os.getgid(),
+                "groups": os.getgroups(),
+                "status": {key: value.strip() for key, value in status.items()},
+            }
+        """,
+    )
+    assert result.reason is ExitReason.OK, result
+    seen = result.output
+    assert isinstance(seen, dict)
+    assert 0 not in (seen["uid"], seen["euid"], seen["gid"]), seen
+    assert 0 not in seen["groups"], seen  # type: ignore[operator]  # a list here
+    status = seen["status"]
+    assert isinstance(status, dict)
+    for key in ("CapInh", "CapPrm", "CapEff", "CapBnd"):
+        assert status[key] == "0000000000000000", f"{key}: {status[key]}"
+    assert status["Seccomp"] == "2", "no seccomp filter is loaded"
+    # gVisor's /proc has no NoNewPrivs line; the OCI spec sets noNewPrivileges.
+    assert status.get("NoNewPrivs", "1") == "1"
+
+
+async def test_bwrap_tool_is_an_unprivileged_uid_on_the_host(bwrap_backend: BwrapBackend) -> None:
+    marker = f"uid-probe-{secrets.token_hex(6)}"
+    task = asyncio.create_task(
+        run_tool(
+            bwrap_backend,
+            """
+            import subprocess
+            def run(marker):
+                subprocess.run(["/bin/sh", "-c", "sleep 1.5", marker])
+                return "done"
+            """,
+            {"marker": marker},
+        )
+    )
+    host_uids: set[int] = set()
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        for pid in host_processes_matching(marker):
+            with contextlib.suppress(OSError):
+                uid_line = next(
+                    line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:")
+                )
+                host_uids.update(int(field) for field in uid_line.split()[1:])
+        if host_uids:
+            break
+    result = await task
+    assert result.reason is ExitReason.OK, result
+    assert host_uids, "the tool's child never showed up in the host's /proc"
+    assert 0 not in host_uids, f"the tool ran as host uid {sorted(host_uids)}"
 
 
 async def test_network_connections_fail_fast(backend: SandboxBackend) -> None:
@@ -85,9 +148,9 @@ def tenant_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "data" / "tenant_other"
     directory.mkdir(parents=True)
     (directory / "secrets.txt").write_text("TENANT-MARKER-" + secrets.token_hex(8))
-    os.chmod(tmp_path, 0o755)
-    os.chmod(directory.parent, 0o755)
-    os.chmod(directory, 0o755)
+    # Readable by every uid, the sandbox's included: only isolation can hide it.
+    for path in (tmp_path, directory.parent, directory):
+        os.chmod(path, 0o755)  # noqa: S103 - deliberately open, see above
     os.chmod(directory / "secrets.txt", 0o644)
     return directory
 
@@ -422,8 +485,9 @@ async def test_threads_and_subprocesses_still_work(backend: SandboxBackend) -> N
 async def test_planted_symlinks_cannot_reach_the_host(backend: SandboxBackend, tmp_path: Path) -> None:
     victim = tmp_path / "victim.txt"
     victim.write_text("original")
-    os.chmod(tmp_path, 0o755)
-    os.chmod(victim, 0o666)
+    # World-writable on the host: only isolation keeps the tool from changing it.
+    os.chmod(tmp_path, 0o755)  # noqa: S103 - deliberately open, see above
+    os.chmod(victim, 0o666)  # noqa: S103 - deliberately open, see above
     result = await run_tool(
         backend,
         """
@@ -480,8 +544,7 @@ async def test_twenty_concurrent_runs_leave_nothing_behind(backend: SandboxBacke
             return index * 2
     """
     runs = [
-        ToolRun(source=textwrap.dedent(source), input={"index": i}, limits=Limits(wall_seconds=60))
-        for i in range(20)
+        ToolRun(source=textwrap.dedent(source), input={"index": i}, limits=Limits(wall_seconds=60)) for i in range(20)
     ]
     results = await asyncio.gather(*(backend.run(run) for run in runs))
     assert [r.reason for r in results] == [ExitReason.OK] * 20, [r for r in results if not r.ok]
@@ -490,3 +553,7 @@ async def test_twenty_concurrent_runs_leave_nothing_behind(backend: SandboxBacke
     assert mount_count() == mounts_before
     if groups is not None and groups.version is not None:
         assert groups.run_groups() == []
+    if isinstance(backend, GVisorBackend):
+        # Bundles and runsc container state are per run; only the shared rootfs skeleton stays.
+        assert sorted(path.name for path in backend.work_root.iterdir()) == ["rootfs", "state"]
+        assert list((backend.work_root / "state").iterdir()) == []
