@@ -9,7 +9,9 @@ which user they are:
    that address, now linked; or a new user without a password.
 
 An unverified address is never used to link, so nobody can take over an account by
-registering its address at some provider.
+registering its address at some provider. An account already linked to one identity at a
+provider is not linked to a second one there by email: providers reassign addresses (a
+mailbox handed to a new employee), and the new holder must not inherit the old account.
 """
 
 from __future__ import annotations
@@ -65,6 +67,14 @@ class OIDCAccounts:
             elif not user.is_active:
                 raise AuthenticationFailed("this account is disabled; ask an administrator")
             else:
+                other = await session.scalar(
+                    select(OIDCLink.id).where(OIDCLink.user_id == user.id, OIDCLink.issuer == issuer)
+                )
+                if other is not None:
+                    raise AuthenticationFailed(
+                        "the account with this email address is linked to another identity at this provider; "
+                        "sign in with that identity or with a password"
+                    )
                 user.email_verified = True
             session.add(OIDCLink(issuer=issuer, subject=subject, user_id=user.id, email=address))
             try:
