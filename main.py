@@ -88,14 +88,21 @@ async def _admin(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> None:
+    from core.settings import AppSettings
+
+    settings = AppSettings.load()
+    # NiceGUI reads this when it is imported: browser storage (session ids) stays in the data dir,
+    # readable by this user only.
+    storage = (settings.data_dir / "ui-storage").resolve()
+    storage.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.environ.setdefault("NICEGUI_STORAGE_PATH", str(storage))
+
     from nicegui import app, ui
 
     from api.app import install_api
     from core.services import build_services
-    from core.settings import AppSettings
     from ui.app import install_ui
 
-    settings = AppSettings.load()
     services = build_services(settings)
     install_api(app, services)
     install_ui(services)

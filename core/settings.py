@@ -61,7 +61,13 @@ class SandboxSettings(BaseSettings):
     )
     python: str = "/usr/bin/python3"
     kubernetes_namespace: str = "crewcanvas-sandbox"
+    # Empty: the cluster's default runtime. gvisor is recommended for untrusted code.
     kubernetes_runtime_class: str = "gvisor"
+    kubernetes_image: str = "python:3.11-slim"
+    kubernetes_python: str = "/usr/local/bin/python3"
+    kubernetes_cpu: str = "2"
+    kubernetes_memory: str = "4Gi"
+    kubernetes_ephemeral_storage: str = "10Gi"
 
 
 class LLMSettings(BaseSettings):

@@ -478,6 +478,16 @@ def build_sandbox(settings: SandboxSettings) -> tuple[ToolRunner, bool]:
     options: dict[str, Any] = {}
     if settings.backend in {"bwrap", "gvisor", "unsafe-subprocess"}:
         options["python_path"] = settings.python
+    elif settings.backend == "kubernetes":
+        options.update(
+            namespace=settings.kubernetes_namespace,
+            runtime_class=settings.kubernetes_runtime_class or None,
+            image=settings.kubernetes_image,
+            python_path=settings.kubernetes_python,
+            cpu=settings.kubernetes_cpu,
+            memory=settings.kubernetes_memory,
+            ephemeral_storage=settings.kubernetes_ephemeral_storage,
+        )
     try:
         backend: ToolRunner = create_backend(settings.backend, **options)
     except SandboxUnavailable as exc:

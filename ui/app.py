@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from nicegui import app
+
 from core.services import Services
-from ui.pages import home
+from ui.origin import OriginGuard
+from ui.pages import api_keys, home, invite, login, members, signup, tenants, tools
 
 
 def install_ui(services: Services) -> None:
+    """Install the Origin guard and register every page on NiceGUI's app."""
+    # Socket connections from other sites are refused (APP_BASE_URL, else the request's host, is this site).
+    app.add_middleware(OriginGuard, allowed_origins=[services.settings.base_url])
     home.register(services)
+    login.register(services)
+    signup.register(services)
+    invite.register(services)
+    tenants.register(services)
+    members.register(services)
+    api_keys.register(services)
+    tools.register(services)

@@ -66,10 +66,13 @@ def start_app(data_dir: Path, extra_env: dict[str, str] | None = None) -> tuple[
     """Start `main.py` on a free port and wait until it serves; the caller stops it."""
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
+    # PYTEST_CURRENT_TEST would make NiceGUI's ui.run believe it runs inside a screen test.
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("APP_", "DB_", "REDIS_", "MONGODB_", "SANDBOX_", "LLM_", "SECURITY_", "OIDC_"))
+        if not key.startswith(
+            ("APP_", "DB_", "REDIS_", "MONGODB_", "SANDBOX_", "LLM_", "SECURITY_", "OIDC_", "PYTEST_", "NICEGUI_")
+        )
         and key not in {"DATABASE_URL", "MASTER_KEYS", "SECRET_KEY", "REDIS_URL", "MONGODB_URL"}
     }
     env.update(
@@ -175,7 +178,7 @@ def sign_up_in_browser(
     workspace: str | None = None,
 ) -> Account:
     """The sign-up journey; ends signed in, on the page the app lands on."""
-    email = email or f"{unique('user')}@example.test"
+    email = email or f"{unique('user')}@example.com"
     workspace = workspace or unique("Team ")
     page.goto(f"{base_url}/signup")
     page.get_by_test_id("signup-email").fill(email)

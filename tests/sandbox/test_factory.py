@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +67,30 @@ async def test_gvisor_run_is_refused_when_runsc_cannot_start_a_container() -> No
             await backend.run(ToolRun(source="def run():\n    return 1\n"))
     finally:
         await backend.aclose()
+
+
+def test_app_settings_reach_the_kubernetes_backend(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from core.settings import SandboxSettings
+    from core.tools import build_sandbox
+    from sandbox.kubernetes import KubernetesBackend
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    for name, value in {
+        "SANDBOX_BACKEND": "kubernetes",
+        "SANDBOX_KUBERNETES_NAMESPACE": "tools-ns",
+        "SANDBOX_KUBERNETES_RUNTIME_CLASS": "",
+        "SANDBOX_KUBERNETES_IMAGE": "registry.example/python:3.11",
+        "SANDBOX_KUBERNETES_MEMORY": "2Gi",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SANDBOX_KUBERNETES_CPU", raising=False)
+    backend, unsafe = build_sandbox(SandboxSettings())
+    assert isinstance(backend, KubernetesBackend)
+    assert not unsafe
+    assert backend.settings.namespace == "tools-ns"
+    assert backend.settings.runtime_class is None
+    assert backend.settings.image == "registry.example/python:3.11"
+    assert backend.settings.memory == "2Gi"
+    assert backend.settings.cpu == "2"

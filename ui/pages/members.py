@@ -1,0 +1,246 @@
+"""/members: who belongs to the current tenant; admins invite, change roles and remove.
+
+Every handler resolves the session again (`current_context`), so someone removed or
+demoted meanwhile is stopped at their next click; core checks the role once more.
+An invitation link is shown once, right after it is made; only its digest is stored.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from nicegui import ui
+from nicegui.events import ValueChangeEventArguments
+from starlette.responses import Response
+
+from core.auth.members import MemberInfo
+from core.context import Role, TenantContext
+from core.errors import CoreError
+from core.services import Services
+from ui.layout import frame
+from ui.session import current_context, page_context
+
+
+def assignable_roles(ctx: TenantContext) -> dict[str, str]:
+    """The roles the caller may hand out (never owner, never above their own), weakest first."""
+    return {r.value: r.value for r in Role if r is not Role.OWNER and r.rank <= ctx.role.rank}
+
+
+def when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def register(services: Services) -> None:
+    @ui.page("/members")
+    async def members_page() -> Response | None:
+        ctx = await page_context(services, Role.VIEWER)
+        if not isinstance(ctx, TenantContext):
+            return ctx
+        with frame("Members"):
+            page = MembersPage(services, ctx)
+            if ctx.role.rank >= Role.ADMIN.rank:
+                page.invite_form()
+                await page.invites()
+            await page.members()
+        return None
+
+
+class MembersPage:
+    """The members page of one tenant, as built for one visitor."""
+
+    def __init__(self, services: Services, ctx: TenantContext) -> None:
+        self.services = services
+        self.ctx = ctx  # replaced by the fresh context each handler resolves
+        self.created: ui.column | None = None
+
+    # -- members -----------------------------------------------------------------------------
+
+    @ui.refreshable_method
+    async def members(self) -> None:
+        try:
+            members = await self.services.identity.members.list_members(self.ctx)
+        except CoreError as exc:
+            ui.label(str(exc)).classes("text-red-700")
+            return
+        with ui.card().classes("w-full"):
+            ui.label(f"Members ({len(members)})").classes("text-lg font-medium")
+            with ui.column().classes("w-full gap-1").props('data-testid="member-list"'):
+                for member in members:
+                    self._member_row(member)
+
+    def _member_row(self, member: MemberInfo) -> None:
+        is_me = member.user_id == self.ctx.user_id
+        manageable = (
+            self.ctx.role.rank >= Role.ADMIN.rank
+            and not is_me
+            and member.role is not Role.OWNER
+            and member.role.rank <= self.ctx.role.rank
+        )
+        with ui.row().classes("w-full items-center justify-between").props('data-testid="member-row"'):
+            with ui.column().classes("gap-0"):
+                ui.label(member.email + (" (you)" if is_me else "")).classes("font-medium")
+                if member.display_name:
+                    ui.label(member.display_name).classes("text-sm text-slate-500")
+            with ui.row().classes("items-center gap-2"):
+                if manageable:
+                    ui.select(
+                        assignable_roles(self.ctx),
+                        value=member.role.value,
+                        on_change=lambda e, m=member: self._change_role(m, e),
+                    ).props('dense outlined data-testid="member-role"').classes("min-w-32")
+                    ui.button("Remove", on_click=lambda m=member: self._confirm_remove(m)).props(
+                        'flat color=negative data-testid="member-remove"'
+                    )
+                else:
+                    ui.badge(member.role.value).props('data-testid="member-role-badge"')
+                    if is_me and member.role is not Role.OWNER:
+                        ui.button("Leave", on_click=lambda m=member: self._confirm_remove(m)).props(
+                            'flat color=negative data-testid="member-leave"'
+                        )
+
+    async def _change_role(self, member: MemberInfo, event: ValueChangeEventArguments) -> None:
+        if event.value == member.role.value:
+            return
+        ctx = await current_context(self.services, Role.ADMIN)
+        if ctx is None:
+            return
+        self.ctx = ctx
+        try:
+            changed = await self.services.identity.members.change_role(ctx, member.user_id, str(event.value))
+        except CoreError as exc:
+            ui.notify(str(exc), type="negative")
+        else:
+            ui.notify(f"{changed.email} is now {changed.role}", type="positive")
+        self.members.refresh()
+
+    def _confirm_remove(self, member: MemberInfo) -> None:
+        leaving = member.user_id == self.ctx.user_id
+        with ui.dialog() as dialog, ui.card():
+            if leaving:
+                ui.label(f"Leave {self.ctx.tenant_slug}? You lose access to it at once.")
+            else:
+                ui.label(
+                    f"Remove {member.email} from {self.ctx.tenant_slug}? "
+                    "Their sessions, tokens and API keys for this tenant stop working at once."
+                )
+            with ui.row().classes("w-full justify-end"):
+                ui.button("Cancel", on_click=dialog.close).props("flat")
+
+                async def confirmed() -> None:
+                    dialog.close()
+                    await self._remove(member, leaving)
+
+                ui.button("Leave" if leaving else "Remove", on_click=confirmed).props(
+                    'color=negative data-testid="confirm-remove"'
+                )
+        dialog.open()
+
+    async def _remove(self, member: MemberInfo, leaving: bool) -> None:
+        ctx = await current_context(self.services, Role.VIEWER if leaving else Role.ADMIN)
+        if ctx is None:
+            return
+        self.ctx = ctx
+        try:
+            await self.services.identity.members.remove(ctx, member.user_id)
+        except CoreError as exc:
+            ui.notify(str(exc), type="negative")
+            return
+        if leaving:
+            ui.navigate.to("/tenants")
+            return
+        ui.notify(f"{member.email} was removed", type="positive")
+        self.members.refresh()
+
+    # -- invitations -------------------------------------------------------------------------
+
+    def invite_form(self) -> None:
+        with ui.card().classes("w-full"):
+            ui.label("Invite someone").classes("text-lg font-medium")
+            ui.label(
+                "You get a link to pass on (CrewCanvas sends no email). With an address, only that "
+                "address can accept it; without one, anyone holding the link can."
+            ).classes("text-sm text-slate-600")
+            with ui.row().classes("w-full items-end gap-3"):
+                roles = assignable_roles(self.ctx)
+                role = (
+                    ui.select(roles, value=Role.VIEWER.value, label="Role")
+                    .props('data-testid="invite-role"')
+                    .classes("min-w-32")
+                )
+                email = ui.input("Email (optional)").props('type=email data-testid="invite-for-email"').classes("w-72")
+                ui.button("Create invitation", on_click=lambda: self._create_invite(role, email)).props(
+                    'data-testid="invite-create"'
+                )
+            self.created = ui.column().classes("w-full")
+
+    async def _create_invite(self, role: ui.select, email: ui.input) -> None:
+        ctx = await current_context(self.services, Role.ADMIN)
+        if ctx is None:
+            return
+        self.ctx = ctx
+        try:
+            created = await self.services.identity.invites.create(ctx, str(role.value), email.value or None)
+        except CoreError as exc:
+            ui.notify(str(exc), type="negative")
+            return
+        link = f"{self._base_url()}/invite#{created.token}"
+        slot = self.created
+        if slot is None:
+            return
+        slot.clear()
+        with slot, ui.card().classes("w-full bg-green-50").props('data-testid="invite-created"'):
+            target = f"for {created.info.email}" if created.info.email else "for anyone with the link"
+            ui.label(
+                f"Invitation as {created.info.role} {target}, valid until {when(created.info.expires_at)}. "
+                "Copy the link now: it is not shown again."
+            )
+            with ui.row().classes("w-full items-center gap-2"):
+                ui.input(value=link).props('readonly dense outlined data-testid="invite-link"').classes("grow")
+                ui.button(icon="content_copy", on_click=lambda: ui.clipboard.write(link)).props(
+                    'flat data-testid="invite-copy"'
+                ).tooltip("Copy the link")
+        email.value = ""
+        self.invites.refresh()
+
+    def _base_url(self) -> str:
+        configured = self.services.settings.base_url.rstrip("/")
+        if configured:
+            return configured
+        request = ui.context.client.request
+        return str(request.base_url).rstrip("/") if request is not None else ""
+
+    @ui.refreshable_method
+    async def invites(self) -> None:
+        try:
+            pending = await self.services.identity.invites.pending(self.ctx)
+        except CoreError as exc:
+            ui.label(str(exc)).classes("text-red-700")
+            return
+        if not pending:
+            return
+        with ui.card().classes("w-full"):
+            ui.label(f"Pending invitations ({len(pending)})").classes("text-lg font-medium")
+            with ui.column().classes("w-full gap-1").props('data-testid="invite-list"'):
+                for invite in pending:
+                    with ui.row().classes("w-full items-center justify-between"):
+                        ui.label(
+                            f"{invite.role} · {invite.email or 'anyone with the link'} · "
+                            f"expires {when(invite.expires_at)}"
+                        )
+                        ui.button("Withdraw", on_click=lambda i=invite.id: self._revoke_invite(i)).props(
+                            'flat color=negative data-testid="invite-revoke"'
+                        )
+
+    async def _revoke_invite(self, invite_id: uuid.UUID) -> None:
+        ctx = await current_context(self.services, Role.ADMIN)
+        if ctx is None:
+            return
+        self.ctx = ctx
+        try:
+            await self.services.identity.invites.revoke(ctx, invite_id)
+        except CoreError as exc:
+            ui.notify(str(exc), type="negative")
+            return
+        ui.notify("invitation withdrawn; its link no longer works", type="positive")
+        self.invites.refresh()
