@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import kubernetes_validate
@@ -33,6 +33,7 @@ from sandbox.pod_manifests import (
     to_manifest,
 )
 from sandbox.pod_policy import check_network_policy, check_pod
+from tests.sandbox.fake_kube_api import FakeCluster, serve
 
 #: A schema version kubernetes-validate ships (offline, strict variants included).
 K8S_VERSION = "1.33.0"
@@ -264,3 +265,92 @@ async def test_real_cluster_runs_a_trivial_tool(cluster_backend: KubernetesBacke
     )
     assert timeout.reason is ExitReason.TIMEOUT, timeout
     assert await cluster_backend.sweep() == 0
+
+
+@pytest.fixture
+def fake_cluster() -> Iterator[tuple[FakeCluster, KubernetesBackend]]:
+    from kubernetes import client
+
+    cluster = FakeCluster()
+    server = serve(cluster)
+    configuration = client.Configuration(host=f"http://127.0.0.1:{server.server_address[1]}")
+    backend = KubernetesBackend(api_client=client.ApiClient(configuration))
+    try:
+        yield cluster, backend
+    finally:
+        server.shutdown()
+        for name in list(cluster.processes):
+            cluster.delete_pod(name)
+
+
+def install_deny_all(cluster: FakeCluster) -> None:
+    policy = to_manifest(build_network_policy())
+    cluster.objects["networkpolicies"][policy["metadata"]["name"]] = policy
+
+
+async def test_backend_refuses_while_egress_is_not_denied(fake_cluster: tuple[FakeCluster, KubernetesBackend]) -> None:
+    cluster, backend = fake_cluster
+    availability = await backend.available()
+    assert not availability
+    assert "no NetworkPolicy denying all ingress and egress" in availability.reason
+    with pytest.raises(SandboxUnavailable, match="kubernetes sandbox unavailable"):
+        await backend.run(RUN)
+    assert cluster.created == []
+
+
+async def test_pod_runs_the_tool_and_is_cleaned_up(fake_cluster: tuple[FakeCluster, KubernetesBackend]) -> None:
+    cluster, backend = fake_cluster
+    install_deny_all(cluster)
+    result = await backend.run(RUN)
+    assert result.reason is ExitReason.OK, result
+    assert result.output == "hi ada"
+    assert result.backend == "kubernetes"
+    assert cluster.created == ["configmaps/cc-tool-run-abc123", "pods/cc-tool-run-abc123"]
+    assert cluster.objects["pods"] == {}
+    assert cluster.objects["configmaps"] == {}
+
+
+async def test_tool_exception_comes_back_as_crashed(fake_cluster: tuple[FakeCluster, KubernetesBackend]) -> None:
+    cluster, backend = fake_cluster
+    install_deny_all(cluster)
+    result = await backend.run(ToolRun(source="def run():\n    print('noise')\n    raise KeyError('missing')\n"))
+    assert result.reason is ExitReason.CRASHED, result
+    assert result.error_type == "KeyError"
+    assert "KeyError: 'missing'" in (result.error or "")
+    assert "noise" in result.stderr_tail
+    assert "crewcanvas-result" not in result.stderr_tail
+
+
+async def test_overrunning_pod_is_killed_at_the_wall_time(fake_cluster: tuple[FakeCluster, KubernetesBackend]) -> None:
+    cluster, backend = fake_cluster
+    install_deny_all(cluster)
+    result = await backend.run(
+        ToolRun(source="def run():\n    while True:\n        pass\n", limits=Limits(wall_seconds=1))
+    )
+    assert result.reason is ExitReason.TIMEOUT, result
+    assert result.wall_seconds < 5
+    assert cluster.objects["pods"] == {}
+    assert cluster.processes == {}
+
+
+async def test_output_over_the_cap_is_output_limit(fake_cluster: tuple[FakeCluster, KubernetesBackend]) -> None:
+    cluster, backend = fake_cluster
+    install_deny_all(cluster)
+    flood = "def run():\n    print('x' * 20000)\n    return 1\n"
+    result = await backend.run(ToolRun(source=flood, limits=Limits(output_bytes=8192)))
+    assert result.reason is ExitReason.OUTPUT_LIMIT, result
+
+
+async def test_sweep_removes_only_expired_leftovers(fake_cluster: tuple[FakeCluster, KubernetesBackend]) -> None:
+    cluster, backend = fake_cluster
+    old = ToolRun(source=RUN.source, run_id="crashed-caller")
+    fresh = ToolRun(source=RUN.source, run_id="still-running")
+    past = NOW - 10_000
+    for run, created in ((old, past), (fresh, NOW)):
+        for manifest in (build_config_map(run, PodSettings(), now=created), build_pod(run, PodSettings(), now=created)):
+            data = to_manifest(manifest)
+            kind = "pods" if data["kind"] == "Pod" else "configmaps"
+            cluster.objects[kind][data["metadata"]["name"]] = data
+    assert await backend.sweep(now=NOW + 60) == 2
+    assert sorted(cluster.objects["pods"]) == ["cc-tool-still-running"]
+    assert sorted(cluster.objects["configmaps"]) == ["cc-tool-still-running"]
