@@ -92,6 +92,15 @@ def test_sign_up_log_out_and_log_in_again(live_app: LiveApp, page: Page, browser
     expect(page.get_by_test_id("member-row")).to_contain_text(account.email)
 
 
+def test_login_never_redirects_off_site(live_app: LiveApp, page: Page, sign_up: SignUp) -> None:
+    account = sign_up(page)
+    page.get_by_test_id("log-out").click()
+    page.wait_for_url("**/login")
+    page.goto(f"{live_app.base_url}/login?next=//attacker.example/phish")
+    log_in(page, account)
+    page.wait_for_url(f"{live_app.base_url}/tenants")
+
+
 @pytest.mark.parametrize(
     "cookie",
     [
