@@ -5,6 +5,7 @@ from __future__ import annotations
 from nicegui import app
 
 from core.services import Services
+from ui import oidc
 from ui.origin import OriginGuard
 from ui.pages import api_keys, home, invite, login, members, signup, tenants, tools
 
@@ -15,6 +16,7 @@ def install_ui(services: Services) -> None:
     app.add_middleware(OriginGuard, allowed_origins=[services.settings.base_url])
     home.register(services)
     login.register(services)
+    oidc.register(services)  # /auth/oidc/* when OIDC_ISSUER and OIDC_CLIENT_ID are set
     signup.register(services)
     invite.register(services)
     tenants.register(services)

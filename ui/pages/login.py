@@ -11,6 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from core.errors import CoreError
 from core.services import Services
 from ui.layout import frame
+from ui.oidc import take_error
 from ui.session import client_address, current_state, remember, safe_next
 
 
@@ -21,6 +22,8 @@ def register(services: Services) -> None:
         if await current_state(services) is not None:
             return RedirectResponse(target, status_code=303)
         with frame("Sign in"), ui.card().classes("w-full max-w-md"):
+            if problem := take_error(request):  # why the last "Sign in with ..." failed
+                ui.label(problem).classes("text-negative").props('role=alert data-testid="login-error"')
             email = ui.input("Email").props('type=email autocomplete=username data-testid="login-email"')
             password = ui.input("Password", password=True).props(
                 'autocomplete=current-password data-testid="login-password"'
