@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from nicegui import ui
 from starlette.responses import Response
 
@@ -104,18 +106,18 @@ async def _owner_zone(services: Services, state: SessionState) -> None:
                     if fresh is None or not heir.value:
                         return
                     try:
-                        import uuid
-
                         await services.identity.members.transfer_ownership(fresh, uuid.UUID(str(heir.value)))
                     except CoreError as exc:
                         ui.notify(str(exc), type="negative")
                         return
                     ui.navigate.reload()
 
-                ui.button("Transfer ownership", on_click=transfer).props('outline color=negative')
-        confirm = ui.input(f"Type '{ctx.tenant_slug}' to delete it with all its data").props(
-            'data-testid="delete-confirm"'
-        ).classes("w-96")
+                ui.button("Transfer ownership", on_click=transfer).props("outline color=negative")
+        confirm = (
+            ui.input(f"Type '{ctx.tenant_slug}' to delete it with all its data")
+            .props('data-testid="delete-confirm"')
+            .classes("w-96")
+        )
 
         async def delete() -> None:
             fresh = await current_context(services, Role.OWNER)
