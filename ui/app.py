@@ -7,7 +7,7 @@ from nicegui import app
 from core.services import Services
 from ui import oidc
 from ui.origin import OriginGuard
-from ui.pages import api_keys, home, invite, login, members, signup, tenants, tools
+from ui.pages import api_keys, home, invite, login, members, providers, signup, tenants, tools
 
 
 def install_ui(services: Services) -> None:
@@ -23,3 +23,4 @@ def install_ui(services: Services) -> None:
     members.register(services)
     api_keys.register(services)
     tools.register(services)
+    providers.register(services)

@@ -13,6 +13,7 @@ from ui.session import STATE_KEY
 NAV = [
     ("Home", "/"),
     ("Tools", "/tools"),
+    ("Providers", "/providers"),
     ("Members", "/members"),
     ("API keys", "/api-keys"),
     ("Tenants", "/tenants"),

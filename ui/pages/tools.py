@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from nicegui import ui
+from starlette.responses import Response
 
 from core.context import Role, TenantContext
 from core.errors import CoreError, NotFound
 from core.services import Services
 from core.tools import SandboxStatus, ToolKind, ToolRunReport, ToolSpec, ToolView, starter_spec
 from ui.layout import frame
-from ui.session import current_context
+from ui.session import current_context, page_context
 
-LANGUAGES: dict[str, str] = {"python": "Python", "command": "Shell"}
+Language = Literal["Python", "Shell"]  # CodeMirror's names for the two tool kinds
+LANGUAGES: dict[str, Language] = {"python": "Python", "command": "Shell"}
 KINDS: dict[str, str] = {"python": "Python function", "command": "Shell command"}
 REASON_COLORS: dict[str, str] = {
     "ok": "positive",
@@ -56,8 +58,10 @@ def testid(name: str) -> str:
 def sandbox_banner(status: SandboxStatus) -> None:
     """Warn when tools run without isolation, or cannot run at all."""
     if status.unsafe:
-        with ui.row().classes("w-full items-center gap-2 p-3 rounded bg-orange-100 text-orange-900").props(
-            testid("unsafe-banner")
+        with (
+            ui.row()
+            .classes("w-full items-center gap-2 p-3 rounded bg-orange-100 text-orange-900")
+            .props(testid("unsafe-banner"))
         ):
             ui.icon("warning", color="orange-9")
             ui.label(
@@ -65,8 +69,10 @@ def sandbox_banner(status: SandboxStatus) -> None:
                 "server's own user. Use it only on a development machine, with tools you trust."
             )
     if not status.available:
-        with ui.row().classes("w-full items-center gap-2 p-3 rounded bg-red-100 text-red-900").props(
-            testid("sandbox-unavailable")
+        with (
+            ui.row()
+            .classes("w-full items-center gap-2 p-3 rounded bg-red-100 text-red-900")
+            .props(testid("sandbox-unavailable"))
         ):
             ui.icon("block", color="negative")
             ui.label(f"Tool runs are refused: the {status.backend} sandbox is unavailable. {status.reason}")
@@ -115,9 +121,7 @@ class ToolEditor:
         self.ctx = ctx
         self.view = view
         self.can_edit = ctx.role.rank >= Role.EDITOR.rank
-        self.limits = (
-            view.effective_limits if view else services.tools.policy.effective(spec.limits).model_dump()
-        )
+        self.limits = view.effective_limits if view else services.tools.policy.effective(spec.limits).model_dump()
         self.build(spec)
 
     def build(self, spec: ToolSpec) -> None:
@@ -125,9 +129,7 @@ class ToolEditor:
         with ui.card().classes("w-full gap-3"):
             with ui.row().classes("w-full items-start gap-4"):
                 self.name = ui.input("Name", value=spec.name).classes("w-64").props(testid("tool-name"))
-                self.kind = ui.select(KINDS, value=spec.kind, label="Kind", on_change=self.kind_changed).classes(
-                    "w-48"
-                )
+                self.kind = ui.select(KINDS, value=spec.kind, label="Kind", on_change=self.kind_changed).classes("w-48")
                 self.kind.props(testid("tool-kind"))
             self.description = (
                 ui.textarea("Description (what the tool does, for people and agents)", value=spec.description)
@@ -187,7 +189,7 @@ class ToolEditor:
 
     def kind_changed(self) -> None:
         kind: ToolKind = self.kind.value
-        self.code.set_language(LANGUAGES[kind])  # type: ignore[arg-type]  # both names are CodeMirror languages
+        self.code.set_language(LANGUAGES[kind])
         untouched = {starter_spec("python").code, starter_spec("command").code, ""}
         if self.code.value in untouched:
             self.code.value = starter_spec(kind).code
@@ -214,15 +216,25 @@ class ToolEditor:
             limits=limits,
         )
 
+    async def fresh_context(self) -> TenantContext | None:
+        """The session as of this click (a logout or a role change applies at once)."""
+        ctx = await current_context(self.services, Role.EDITOR)
+        if ctx is not None:
+            self.ctx = ctx
+        return ctx
+
     async def save(self) -> None:
         spec = self.spec()
         if spec is None:
             return
+        ctx = await self.fresh_context()
+        if ctx is None:
+            return
         try:
             if self.view is None:
-                view = await self.services.tools.create(self.ctx, spec)
+                view = await self.services.tools.create(ctx, spec)
             else:
-                view = await self.services.tools.update(self.ctx, self.view.id, spec)
+                view = await self.services.tools.update(ctx, self.view.id, spec)
         except CoreError as exc:
             ui.notify(str(exc), type="negative", multi_line=True)
             return
@@ -244,10 +256,13 @@ class ToolEditor:
                 ui.button("Delete", color="negative", on_click=lambda: dialog.submit(True)).props(
                     testid("confirm-delete")
                 )
-        if not await dialog:
+        confirmed = await dialog
+        dialog.delete()
+        ctx = await self.fresh_context() if confirmed else None
+        if ctx is None:
             return
         try:
-            await self.services.tools.delete(self.ctx, self.view.id)
+            await self.services.tools.delete(ctx, self.view.id)
         except CoreError as exc:
             ui.notify(str(exc), type="negative", multi_line=True)
             return
@@ -258,11 +273,14 @@ class ToolEditor:
         spec = self.spec()
         if spec is None:
             return
+        ctx = await self.fresh_context()
+        if ctx is None:
+            return
         self.run_button.disable()
         self.spinner.set_visibility(True)
         self.result.clear()
         try:
-            report = await self.services.tools.try_draft(self.ctx, spec, self.tool_input.value or "{}")
+            report = await self.services.tools.try_draft(ctx, spec, self.tool_input.value or "{}")
         except CoreError as exc:
             with self.result:
                 ui.label(str(exc)).classes("text-negative whitespace-pre-wrap").props(testid("run-error"))
@@ -288,10 +306,10 @@ def tool_list(views: list[ToolView]) -> None:
 
 def register(services: Services) -> None:
     @ui.page("/tools")
-    async def tools_page() -> None:
-        ctx = await current_context()
-        if ctx is None:
-            return
+    async def tools_page() -> Response | None:
+        ctx = await page_context(services, Role.VIEWER)
+        if not isinstance(ctx, TenantContext):
+            return ctx
         with frame("Tools"):
             sandbox_banner(await services.tools.sandbox_status())
             if ctx.role.rank >= Role.EDITOR.rank:
@@ -303,12 +321,13 @@ def register(services: Services) -> None:
                         "New command tool", icon="terminal", on_click=lambda: ui.navigate.to("/tools/new?kind=command")
                     ).props("outline " + testid("new-command-tool"))
             tool_list(await services.tools.list(ctx))
+        return None
 
     @ui.page("/tools/{tool_id}")
-    async def tool_page(tool_id: str, kind: str = "python") -> None:
-        ctx = await current_context()
-        if ctx is None:
-            return
+    async def tool_page(tool_id: str, kind: str = "python") -> Response | None:
+        ctx = await page_context(services, Role.VIEWER)
+        if not isinstance(ctx, TenantContext):
+            return ctx
         view: ToolView | None = None
         with frame("New tool" if tool_id == "new" else "Tool"):
             sandbox_banner(await services.tools.sandbox_status())
@@ -320,7 +339,7 @@ def register(services: Services) -> None:
                     view = await services.tools.get(ctx, uuid.UUID(tool_id))
                 except (ValueError, NotFound):
                     ui.label("No such tool in this workspace; it may have been deleted.").props(testid("no-tool"))
-                    return
+                    return None
                 spec = ToolSpec(
                     name=view.name,
                     description=view.description,
@@ -330,3 +349,4 @@ def register(services: Services) -> None:
                     limits=view.limits,
                 )
             ToolEditor(services, ctx, spec, view)
+        return None
