@@ -5,7 +5,7 @@ from __future__ import annotations
 from nicegui import app
 
 from core.services import Services
-from ui import oidc
+from ui import oidc, sign_in
 from ui.origin import OriginGuard
 from ui.pages import api_keys, home, invite, login, members, providers, signup, tenants, tools
 
@@ -14,6 +14,7 @@ def install_ui(services: Services) -> None:
     """Install the Origin guard and register every page on NiceGUI's app."""
     # Socket connections from other sites are refused (APP_BASE_URL, else the request's host, is this site).
     app.add_middleware(OriginGuard, allowed_origins=[services.settings.base_url])
+    sign_in.register()  # /auth/session: every sign-in ends there, under a fresh browser id
     home.register(services)
     login.register(services)
     oidc.register(services)  # /auth/oidc/* when OIDC_ISSUER and OIDC_CLIENT_ID are set

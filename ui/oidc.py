@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import uuid
 from typing import Any
 from urllib.parse import quote
 
@@ -38,7 +37,8 @@ from starlette.responses import RedirectResponse, Response
 from core.errors import ConfigurationError, CoreError
 from core.services import Services
 from core.settings import OIDCSettings
-from ui.session import DEFAULT_LANDING, remember, safe_next
+from ui.session import DEFAULT_LANDING, flash_login_error, safe_next
+from ui.sign_in import start_browser_session
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,6 @@ LOGIN_PATH = "/auth/oidc/login"
 CALLBACK_PATH = "/auth/oidc/callback"
 CLIENT_NAME = "oidc"
 PENDING_KEY = "crewcanvas_oidc_pending"  # {"state": ..., "next": ...} in the signed session cookie
-ERROR_KEY = "crewcanvas_oidc_error"  # one sentence for the login page, shown once
 
 # Symmetric algorithms would make the client secret a signing key; "none" signs nothing.
 _SIGNING_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
@@ -134,7 +133,7 @@ class OIDCSignIn:
             session = await self._services.identity.sessions.create(user.id)
         except CoreError as exc:
             return _back_to_login(request, target, str(exc))
-        await _start_browser_session(request, session)
+        await start_browser_session(request, session)
         return RedirectResponse(target, status_code=303)
 
     async def _metadata(self) -> dict[str, Any]:
@@ -179,21 +178,6 @@ class OIDCSignIn:
         return str(request.url_for("oidc_callback"))
 
 
-async def _start_browser_session(request: Request, session: str) -> None:
-    """Hand the browser the session under a new NiceGUI browser id.
-
-    NiceGUI's user storage is keyed by the id in its session cookie, so a copy of the
-    cookie taken before sign-in (planted by someone else, or saved along the way) would
-    otherwise be signed in too. The old id's storage forgets its session id as well.
-    """
-    app.storage.user.clear()
-    fresh = str(uuid.uuid4())
-    request.session["id"] = fresh
-    # What NiceGUI's request middleware does for a browser it has not seen; there is no public hook.
-    await app.storage._create_user_storage(fresh)
-    remember(session)
-
-
 def _explain(exc: AuthlibBaseError) -> str:
     if exc.error == "mismatching_state":
         return "this sign-in was not started in this browser, or was already used; start the sign-in again"
@@ -205,15 +189,9 @@ def _explain(exc: AuthlibBaseError) -> str:
 
 
 def _back_to_login(request: Request, target: str, message: str) -> Response:
-    request.session[ERROR_KEY] = message
+    flash_login_error(request, message)
     request.session.pop(PENDING_KEY, None)
     return RedirectResponse("/login?next=" + quote(target, safe="/"), status_code=303)
-
-
-def take_error(request: Request) -> str | None:
-    """The last OIDC failure's message for this browser, once (the login page shows it)."""
-    message = request.session.pop(ERROR_KEY, None) if "session" in request.scope else None
-    return message if isinstance(message, str) else None
 
 
 def register(services: Services) -> None:

@@ -42,6 +42,7 @@ import logging
 from urllib.parse import quote, urlsplit
 
 from nicegui import app, ui
+from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from core.auth.sessions import SessionState
@@ -54,6 +55,7 @@ SESSION_KEY = "sid"
 STATE_KEY = "crewcanvas_session_state"  # per-connection (app.storage.client), for the header
 SERVICES_KEY = "crewcanvas_services"  # the header's handlers need them; frame() takes only a title
 DEFAULT_LANDING = "/tenants"
+LOGIN_ERROR_KEY = "crewcanvas_login_error"  # one sentence for the login page, shown once
 
 
 def safe_next(target: str | None, default: str = DEFAULT_LANDING) -> str:
@@ -66,6 +68,17 @@ def safe_next(target: str | None, default: str = DEFAULT_LANDING) -> str:
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return default
     return target
+
+
+def flash_login_error(request: Request, message: str) -> None:
+    """Keep one sentence for the login page to show once (in the signed session cookie)."""
+    request.session[LOGIN_ERROR_KEY] = message
+
+
+def take_login_error(request: Request) -> str | None:
+    """Why the last sign-in attempt that left the page failed, once."""
+    message = request.session.pop(LOGIN_ERROR_KEY, None) if "session" in request.scope else None
+    return message if isinstance(message, str) else None
 
 
 def session_id() -> str | None:

@@ -92,6 +92,35 @@ def test_sign_up_log_out_and_log_in_again(live_app: LiveApp, page: Page, browser
     expect(page.get_by_test_id("member-row")).to_contain_text(account.email)
 
 
+def test_a_cookie_copied_before_sign_in_is_not_signed_in_afterwards(
+    live_app: LiveApp, page: Page, browser: Browser, sign_up: SignUp
+) -> None:
+    """Session fixation: signing in hands the browser a new id; the pre-login cookie stays signed out."""
+    account = sign_up(page)
+    page.get_by_test_id("log-out").click()
+    page.wait_for_url("**/login")
+    before = page.context.cookies()  # what someone could have planted or copied now
+    assert any(c["name"] == "session" for c in before)
+    log_in(page, account)
+    after = {c["name"]: c["value"] for c in page.context.cookies()}
+    assert after["session"] != {c["name"]: c["value"] for c in before}["session"]
+
+    copied = browser.new_context()
+    try:
+        copied.add_cookies(before)  # type: ignore[arg-type]  # Cookie and SetCookieParam share their keys
+        stale = copied.new_page()
+        stale.goto(f"{live_app.base_url}/members")
+        stale.wait_for_url(re.compile(r"/login\?next=/members$"))
+    finally:
+        copied.close()
+
+
+def test_an_unknown_sign_in_hand_over_is_refused(live_app: LiveApp, page: Page) -> None:
+    page.goto(f"{live_app.base_url}/auth/session?ticket=not-a-ticket")
+    page.wait_for_url("**/login")
+    expect(page.get_by_test_id("login-error")).to_contain_text("sign in again")
+
+
 def test_login_never_redirects_off_site(live_app: LiveApp, page: Page, sign_up: SignUp) -> None:
     account = sign_up(page)
     page.get_by_test_id("log-out").click()

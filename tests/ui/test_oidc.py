@@ -25,7 +25,8 @@ from starlette.routing import Route
 from core.services import build_services
 from core.settings import AppSettings, OIDCSettings, SecuritySettings
 from tests.fixtures.oidc_provider import OIDCProvider, running_provider
-from ui.oidc import CALLBACK_PATH, LOGIN_PATH, OIDCSignIn, take_error
+from ui.oidc import CALLBACK_PATH, LOGIN_PATH, OIDCSignIn
+from ui.session import take_login_error
 
 APP = "http://app.example"
 
@@ -53,7 +54,7 @@ async def _client(tmp_path: Path, issuer: str, client_id: str = "crewcanvas-test
     flow = OIDCSignIn(services, settings.oidc)
 
     async def login_page(request: Request) -> PlainTextResponse:
-        return PlainTextResponse(take_error(request) or "")
+        return PlainTextResponse(take_login_error(request) or "")
 
     app = Starlette(
         routes=[

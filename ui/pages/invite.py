@@ -12,7 +12,8 @@ from core.auth.invites import InvitePreview
 from core.errors import CoreError
 from core.services import Services
 from ui.layout import frame
-from ui.session import DEFAULT_LANDING, client_address, current_state, remember, session_id
+from ui.session import DEFAULT_LANDING, client_address, current_state, session_id
+from ui.sign_in import hand_over
 
 
 def register(services: Services) -> None:
@@ -87,8 +88,7 @@ def _new_account(services: Services, token: str, preview: InvitePreview) -> None
         except CoreError as exc:
             ui.notify(str(exc), type="negative")
             return
-        remember(session)
-        ui.navigate.to(DEFAULT_LANDING)
+        ui.navigate.to(hand_over(session, DEFAULT_LANDING))
 
     ui.button("Create account and join", on_click=create).props('data-testid="invite-signup"')
 
@@ -110,7 +110,6 @@ def _existing_account(services: Services, token: str) -> None:
         except CoreError as exc:
             ui.notify(str(exc), type="negative")
             return
-        remember(session)
-        ui.navigate.to(DEFAULT_LANDING)
+        ui.navigate.to(hand_over(session, DEFAULT_LANDING))
 
     ui.button("Sign in and join", on_click=sign_in_and_join).props('data-testid="invite-login"')

@@ -11,8 +11,8 @@ from starlette.responses import RedirectResponse, Response
 from core.errors import CoreError
 from core.services import Services
 from ui.layout import frame
-from ui.oidc import take_error
-from ui.session import client_address, current_state, remember, safe_next
+from ui.session import client_address, current_state, safe_next, take_login_error
+from ui.sign_in import hand_over
 
 
 def register(services: Services) -> None:
@@ -22,7 +22,7 @@ def register(services: Services) -> None:
         if await current_state(services) is not None:
             return RedirectResponse(target, status_code=303)
         with frame("Sign in"), ui.card().classes("w-full max-w-md"):
-            if problem := take_error(request):  # why the last "Sign in with ..." failed
+            if problem := take_login_error(request):  # why the last sign-in that left this page failed
                 ui.label(problem).classes("text-negative").props('role=alert data-testid="login-error"')
             email = ui.input("Email").props('type=email autocomplete=username data-testid="login-email"')
             password = ui.input("Password", password=True).props(
@@ -38,8 +38,7 @@ def register(services: Services) -> None:
                 except CoreError as exc:
                     ui.notify(str(exc), type="negative")
                     return
-                remember(session)
-                ui.navigate.to(target)
+                ui.navigate.to(hand_over(session, target))
 
             password.on("keydown.enter", submit)
             ui.button("Sign in", on_click=submit).props('data-testid="login-submit"').classes("w-full")

@@ -10,7 +10,8 @@ from starlette.responses import RedirectResponse, Response
 from core.errors import CoreError
 from core.services import Services
 from ui.layout import frame
-from ui.session import DEFAULT_LANDING, current_state, remember
+from ui.session import DEFAULT_LANDING, current_state
+from ui.sign_in import hand_over
 
 
 def suggest_slug(name: str) -> str:
@@ -61,8 +62,7 @@ def register(services: Services) -> None:
                 except CoreError as exc:
                     ui.notify(str(exc), type="negative")
                     return
-                remember(session)
-                ui.navigate.to(DEFAULT_LANDING)
+                ui.navigate.to(hand_over(session, DEFAULT_LANDING))
 
             ui.button("Create account", on_click=submit).props('data-testid="signup-submit"').classes("w-full")
             with ui.row().classes("gap-1 text-sm"):
