@@ -6,6 +6,10 @@ A canary key goes in through the API; no response body, header or error ever car
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -317,3 +321,72 @@ async def test_a_new_tenant_answers_on_the_bundled_local_model(client: httpx.Asy
     assert answered.json()["provider_kind"] == "local"
     assert answered.json()["content"].strip()
     assert 0 < answered.json()["completion_tokens"] <= 4
+
+
+OFFLINE_SCRIPT = """
+import asyncio, json, socket
+import httpx
+from fastapi import FastAPI
+from api.app import install_api
+from core.services import build_services
+from core.settings import AppSettings
+
+async def main():
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
+    except OSError:
+        pass
+    else:
+        raise SystemExit("the network is reachable: this check is not isolated")
+    services = build_services(AppSettings.load())
+    await services.start()
+    app = FastAPI()
+    install_api(app, services)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client:
+            signup = await client.post("/api/auth/signup", json={
+                "email": "first@example.com", "password": "correct horse battery", "tenant_slug": "fresh"})
+            headers = {"Authorization": "Bearer " + signup.json()["access_token"]}
+            chat = await client.post("/api/llm/chat", headers=headers, json={
+                "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 4, "temperature": 0})
+            print(json.dumps({"signup": signup.status_code, "status": chat.status_code, "body": chat.json()}))
+    finally:
+        await services.close()
+
+asyncio.run(main())
+"""
+
+
+def test_a_fresh_install_runs_a_local_model_call_with_no_network_at_all(tmp_path: Path) -> None:
+    """Embedded defaults (SQLite, in-process limits, usage table) in a network namespace with no interfaces up."""
+    unshare = shutil.which("unshare")
+    if unshare is None or os.geteuid() != 0:
+        pytest.skip("needs util-linux unshare and root to create a network namespace")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APP_", "DB_", "REDIS_", "MONGODB_", "LLM_"))}
+    env.pop("DATABASE_URL", None)
+    env.pop("MASTER_KEYS", None)
+    env |= {
+        "APP_ENV": "test",
+        "APP_DATA_DIR": str(tmp_path / "data"),
+        "LLM_LOCAL_THREADS": "1",
+        "LLM_LOCAL_CONTEXT": "512",
+        "AUTH_ARGON2_TIME_COST": "1",
+        "AUTH_ARGON2_MEMORY_COST_KIB": "1024",
+        "AUTH_ARGON2_PARALLELISM": "1",
+    }
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [unshare, "--net", "--", sys.executable, "-c", OFFLINE_SCRIPT],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (report["signup"], report["status"]) == (201, 200), report
+    assert report["body"]["provider_kind"] == "local"
+    assert report["body"]["content"].strip()
+    assert 0 < report["body"]["completion_tokens"] <= 4
