@@ -155,3 +155,20 @@ def test_a_viewer_sees_providers_read_only(
     expect(page.get_by_test_id("provider-test")).to_have_count(0)
     expect(page.get_by_test_id("provider-delete")).to_have_count(0)
     assert CANARY not in page.content()
+
+
+def test_the_local_model_comes_back_in_one_click(
+    page: Page, live_app: LiveApp, sign_up: Callable[..., Account]
+) -> None:
+    sign_up(page)
+    page.goto(f"{live_app.base_url}/providers")
+    expect(page.get_by_test_id("add-local-provider")).to_be_hidden()  # every new tenant has it already
+    local = page.get_by_test_id("provider-row").filter(has_text="SmolLM2")
+    local.get_by_test_id("provider-delete").click()
+    page.get_by_test_id("confirm-delete").click()
+    expect(page.get_by_test_id("provider-row")).to_have_count(0)
+
+    page.get_by_test_id("add-local-provider").click()
+    expect(local).to_contain_text("cannot use tools")
+    expect(local.get_by_test_id("provider-state")).to_have_text("enabled")
+    expect(page.get_by_test_id("add-local-provider")).to_be_hidden()
