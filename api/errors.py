@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from core import errors
@@ -29,5 +32,17 @@ async def _core_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=status, headers=headers)
 
 
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, minus the submitted values it would echo (`input`, `ctx`): they may be secrets."""
+    problems: list[dict[str, Any]] = []
+    if isinstance(exc, RequestValidationError):
+        problems = [
+            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+            for e in exc.errors()
+        ]
+    return JSONResponse({"detail": problems, "error": "InvalidInput"}, status_code=422)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(errors.CoreError, _core_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)

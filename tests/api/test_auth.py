@@ -249,3 +249,21 @@ async def test_forged_or_broken_tokens_are_refused(client: httpx.AsyncClient, fo
     assert response.status_code == 401, forge
     assert response.json()["error"] == "AuthenticationFailed"
     assert "sign in again" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"password": "canary-Pa55word-7f3a"},  # email missing
+        {"email": ["not", "a", "string"], "password": "canary-Pa55word-7f3a"},
+        {"email": "a@example.com", "password": {"nested": "canary-Pa55word-7f3a"}},
+    ],
+)
+async def test_a_malformed_body_is_refused_without_echoing_what_was_sent(
+    client: httpx.AsyncClient, body: dict[str, Any]
+) -> None:
+    response = await client.post("/api/auth/login", json=body)
+    assert response.status_code == 422
+    assert "canary-Pa55word-7f3a" not in response.text
+    problems = response.json()["detail"]
+    assert problems and all({"loc", "msg", "type"} == set(p) for p in problems)
