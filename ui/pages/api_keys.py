@@ -16,6 +16,7 @@ from core.auth.api_keys import ApiKeyInfo
 from core.context import Role, TenantContext
 from core.errors import CoreError
 from core.services import Services
+from ui.dialogs import confirm
 from ui.layout import frame
 from ui.session import current_context, page_context
 
@@ -154,18 +155,14 @@ class ApiKeysPage:
                         'flat color=negative data-testid="api-key-revoke"'
                     )
 
-    def _confirm_revoke(self, key: ApiKeyInfo) -> None:
-        with ui.dialog() as dialog, ui.card():
-            ui.label(f"Revoke '{key.name}'? Programs using it are refused from now on; this cannot be undone.")
-            with ui.row().classes("w-full justify-end"):
-                ui.button("Cancel", on_click=dialog.close).props("flat")
-
-                async def confirmed() -> None:
-                    dialog.close()
-                    await self._revoke(key)
-
-                ui.button("Revoke", on_click=confirmed).props('color=negative data-testid="confirm-revoke"')
-        dialog.open()
+    async def _confirm_revoke(self, key: ApiKeyInfo) -> None:
+        if await confirm(
+            f"Revoke '{key.name}'?",
+            detail="Programs using it are refused from now on; this cannot be undone.",
+            action="Revoke",
+            testid="confirm-revoke",
+        ):
+            await self._revoke(key)
 
     async def _revoke(self, key: ApiKeyInfo) -> None:
         ctx = await current_context(self.services, Role.VIEWER)

@@ -18,6 +18,7 @@ from core.auth.members import MemberInfo
 from core.context import Role, TenantContext
 from core.errors import CoreError
 from core.services import Services
+from ui.dialogs import confirm
 from ui.layout import frame
 from ui.session import current_context, page_context
 
@@ -114,27 +115,15 @@ class MembersPage:
             ui.notify(f"{changed.email} is now {changed.role}", type="positive")
         self.members.refresh()
 
-    def _confirm_remove(self, member: MemberInfo) -> None:
+    async def _confirm_remove(self, member: MemberInfo) -> None:
         leaving = member.user_id == self.ctx.user_id
-        with ui.dialog() as dialog, ui.card():
-            if leaving:
-                ui.label(f"Leave {self.ctx.tenant_slug}? You lose access to it at once.")
-            else:
-                ui.label(
-                    f"Remove {member.email} from {self.ctx.tenant_slug}? "
-                    "Their sessions, tokens and API keys for this tenant stop working at once."
-                )
-            with ui.row().classes("w-full justify-end"):
-                ui.button("Cancel", on_click=dialog.close).props("flat")
-
-                async def confirmed() -> None:
-                    dialog.close()
-                    await self._remove(member, leaving)
-
-                ui.button("Leave" if leaving else "Remove", on_click=confirmed).props(
-                    'color=negative data-testid="confirm-remove"'
-                )
-        dialog.open()
+        if leaving:
+            question, detail = f"Leave {self.ctx.tenant_slug}?", "You lose access to it at once."
+        else:
+            question = f"Remove {member.email} from {self.ctx.tenant_slug}?"
+            detail = "Their sessions, tokens and API keys for this tenant stop working at once."
+        if await confirm(question, detail=detail, action="Leave" if leaving else "Remove", testid="confirm-remove"):
+            await self._remove(member, leaving)
 
     async def _remove(self, member: MemberInfo, leaving: bool) -> None:
         ctx = await current_context(self.services, Role.VIEWER if leaving else Role.ADMIN)

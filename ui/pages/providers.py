@@ -22,6 +22,7 @@ from core.llm.local import MODEL_NAME as LOCAL_MODEL
 from core.llm.types import ProviderKind
 from core.providers import KIND_LABELS, LOCAL_NOTE, ProviderFields, ProviderInput, ProviderView, parse_input
 from core.services import Services
+from ui.dialogs import confirm
 from ui.layout import frame
 from ui.session import current_context, page_context
 
@@ -313,17 +314,10 @@ class ProvidersPanel:
         await self.refresh()
 
     async def delete(self, view: ProviderView) -> None:
-        with ui.dialog() as dialog, ui.card():
-            ui.label(f"Delete the provider '{view.name}' and its stored key?")
-            ui.label("Providers that fall back to it lose their fallback.").classes("text-slate-600")
-            with ui.row():
-                ui.button("Cancel", on_click=lambda: dialog.submit(False)).props("flat")
-                ui.button("Delete", color="negative", on_click=lambda: dialog.submit(True)).props(
-                    testid("confirm-delete")
-                )
-        confirmed = await dialog
-        dialog.delete()
-        if not confirmed:
+        if not await confirm(
+            f"Delete the provider '{view.name}' and its stored key?",
+            detail="Providers that fall back to it lose their fallback.",
+        ):
             return
         ctx = await current_context(self.services, Role.ADMIN)
         if ctx is None:

@@ -18,6 +18,7 @@ from core.context import Role, TenantContext
 from core.errors import CoreError, NotFound
 from core.services import Services
 from core.tools import SandboxStatus, ToolKind, ToolRunReport, ToolSpec, ToolView, starter_spec
+from ui.dialogs import confirm
 from ui.layout import frame
 from ui.session import current_context, page_context
 
@@ -249,15 +250,9 @@ class ToolEditor:
     async def confirm_delete(self) -> None:
         if self.view is None:
             return
-        with ui.dialog() as dialog, ui.card():
-            ui.label(f"Delete the tool '{self.view.name}'? Agents and flows that use it will no longer find it.")
-            with ui.row():
-                ui.button("Cancel", on_click=lambda: dialog.submit(False)).props("flat")
-                ui.button("Delete", color="negative", on_click=lambda: dialog.submit(True)).props(
-                    testid("confirm-delete")
-                )
-        confirmed = await dialog
-        dialog.delete()
+        confirmed = await confirm(
+            f"Delete the tool '{self.view.name}'?", detail="Agents and flows that use it will no longer find it."
+        )
         ctx = await self.fresh_context() if confirmed else None
         if ctx is None:
             return
