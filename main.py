@@ -112,7 +112,10 @@ def serve(args: argparse.Namespace) -> None:
         try:
             import webview  # noqa: F401
         except ImportError:
-            sys.exit("--native needs pywebview: run `make native` once, then try again")
+            sys.exit(
+                "--native needs pywebview, which this install does not include yet; "
+                "open the printed http:// address in a browser instead"
+            )
     ui.run(
         host=args.host or settings.host,
         port=args.port or settings.port,
