@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api import api_keys, auth, health, members, tenants
+from api import api_keys, auth, docs, health, members, tenants
 from api.errors import install_error_handlers
 from api.providers import router as providers_router
 from api.tools import router as tools_router
@@ -22,3 +22,4 @@ def install_api(app: FastAPI, services: Services) -> None:
     app.include_router(api_keys.router)
     app.include_router(tools_router)
     app.include_router(providers_router)
+    app.include_router(docs.router)

@@ -44,6 +44,14 @@ def test_health_answers_with_the_backends(live_app: LiveApp) -> None:
     assert "://" not in response.text  # names of backends, never their URLs
 
 
+def test_the_api_documents_itself_in_the_running_app(live_app: LiveApp, page: Page) -> None:
+    spec = httpx.get(f"{live_app.base_url}/api/openapi.json", timeout=10).json()
+    assert "/api/auth/login" in spec["paths"]
+    assert "/login" not in spec["paths"]  # pages are not API
+    page.goto(f"{live_app.base_url}/api/docs")
+    expect(page.get_by_text("/api/tenants", exact=True).first).to_be_visible()
+
+
 def test_socket_polling_handshake_from_a_foreign_origin_is_refused(live_app: LiveApp) -> None:
     url = socket_url(live_app, "polling")
     refused = httpx.get(url, headers={"Origin": FOREIGN}, timeout=10)
