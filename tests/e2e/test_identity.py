@@ -220,6 +220,30 @@ def test_change_role_then_removal_sends_the_member_away(
     other_page.wait_for_url("**/tenants")
 
 
+def test_the_owner_transfers_ownership_and_becomes_an_admin(
+    live_app: LiveApp, page: Page, other_page: Page, sign_up: SignUp
+) -> None:
+    owner = sign_up(page)
+    link = create_invite(page, live_app.base_url, "admin")
+    successor = sign_up(other_page)
+    other_page.goto(link)
+    other_page.get_by_test_id("invite-accept").click()
+    other_page.wait_for_url("**/tenants")
+
+    page.reload()
+    row = page.get_by_test_id("member-row").filter(has_text=successor.email)
+    row.get_by_test_id("member-make-owner").click()
+    page.get_by_test_id("confirm-transfer").click()
+    expect(page.get_by_text(f"{successor.email} now owns {owner.tenant_slug}")).to_be_visible()
+    mine = page.get_by_test_id("member-row").filter(has_text=f"{owner.email} (you)")
+    expect(mine.get_by_test_id("member-role-badge")).to_have_text("admin")
+    expect(page.get_by_test_id("member-make-owner")).to_have_count(0)  # only the owner transfers
+
+    other_page.goto(live_app.base_url)  # accepting the invite made the owner's tenant their current one
+    expect(other_page.get_by_test_id("home-tenant")).to_have_text(owner.workspace)
+    expect(other_page.get_by_test_id("home-role")).to_contain_text("you are owner")
+
+
 def test_api_key_is_shown_once_works_and_is_revoked(live_app: LiveApp, page: Page, sign_up: SignUp) -> None:
     account = sign_up(page)
     page.goto(f"{live_app.base_url}/api-keys")

@@ -93,6 +93,10 @@ class MembersPage:
                     ui.button("Remove", on_click=lambda m=member: self._confirm_remove(m)).props(
                         'flat color=negative data-testid="member-remove"'
                     )
+                    if self.ctx.role is Role.OWNER:
+                        ui.button("Make owner", on_click=lambda m=member: self._confirm_transfer(m)).props(
+                            'flat data-testid="member-make-owner"'
+                        )
                 else:
                     ui.badge(member.role.value).props('data-testid="member-role-badge"')
                     if is_me and member.role is not Role.OWNER:
@@ -114,6 +118,25 @@ class MembersPage:
         else:
             ui.notify(f"{changed.email} is now {changed.role}", type="positive")
         self.members.refresh()
+
+    async def _confirm_transfer(self, member: MemberInfo) -> None:
+        if not await confirm(
+            f"Make {member.email} the owner of {self.ctx.tenant_slug}?",
+            detail="You become an admin. Only the owner can delete the tenant or transfer it again.",
+            action="Transfer ownership",
+            testid="confirm-transfer",
+        ):
+            return
+        ctx = await current_context(self.services, Role.OWNER)
+        if ctx is None:
+            return
+        try:
+            await self.services.identity.members.transfer_ownership(ctx, member.user_id)
+        except CoreError as exc:
+            ui.notify(str(exc), type="negative")
+            return
+        ui.notify(f"{member.email} now owns {ctx.tenant_slug}; you are an admin", type="positive")
+        ui.navigate.reload()  # every control on the page depends on the role
 
     async def _confirm_remove(self, member: MemberInfo) -> None:
         leaving = member.user_id == self.ctx.user_id
