@@ -17,6 +17,12 @@ from ui.session import current_state
 # (label, target, what it is for, the role it needs)
 QUICK_LINKS: list[tuple[str, str, str, Role]] = [
     ("Tools", "/tools", "Python functions and shell commands your agents can call, tried in the sandbox.", Role.VIEWER),
+    (
+        "Providers",
+        "/providers",
+        "The LLMs your agents call: keys kept encrypted, a fallback each, a Test button.",
+        Role.VIEWER,
+    ),
     ("Members", "/members", "Who works in this tenant, with which role; invite people.", Role.VIEWER),
     ("API keys", "/api-keys", "Keys for programs that call the API in your name.", Role.VIEWER),
     ("Tenants", "/tenants", "Your tenants: open another one or create a new one.", Role.VIEWER),
