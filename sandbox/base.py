@@ -275,6 +275,14 @@ class SandboxBackend(abc.ABC):
         self._known_good = result.ok
         return result
 
+    async def sweep(self) -> int:
+        """Remove what runs of dead app processes left behind (see ``leftovers.py``); return how many.
+
+        Never touches a run that is still alive, in this process or another one.
+        The app calls it once at start.
+        """
+        return 0
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release what the backend keeps between runs (temp dirs, clients)."""
 

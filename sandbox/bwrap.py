@@ -17,6 +17,10 @@ Layers, outermost first, each one assuming the others may fail:
 
 At the deadline the launcher is SIGKILLed; ``--die-with-parent`` and the pid
 namespace take every process of the run with it, and the cgroup is swept.
+Each run holds a run lock while its cgroup exists, so after a crash of the app
+``sweep()`` (any app process, at start) removes the cgroups of dead runs only;
+nothing else is left on the host (job files are memfds, the work dir is a
+tmpfs in the run's own mount namespace). See ``leftovers.py``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pathlib import Path
 from sandbox import job
 from sandbox.base import Availability, MiB, SandboxBackend, SandboxFailure, SandboxUnavailable, ToolResult, ToolRun
 from sandbox.cgroups import JOIN_FAILED, CgroupError, CgroupLimits, Cgroups, RunCgroup, join_argv
+from sandbox.leftovers import RunLocks, sweep_cgroups
 from sandbox.outcome import build_result
 from sandbox.seccomp import compile_bpf
 from sandbox.supervise import supervise
@@ -69,11 +74,14 @@ class BwrapBackend(SandboxBackend):
         cgroup_parent: str | None = None,
         startup_grace_seconds: float = 2.0,
         memory_overhead_bytes: int = 64 * MiB,
+        lock_dir: str | None = None,
     ) -> None:
         """``python_path`` must be readable by ``uid`` (a pyenv build under /root is not).
 
         ``cgroup_parent`` is a path inside each cgroup hierarchy to create run
         groups under; by default they nest below this process's own cgroup.
+        ``lock_dir`` holds the run locks; every app process sharing the cgroup
+        parent must share it (the default is per uid in the temp dir).
         """
         super().__init__()
         self.bwrap_path = bwrap_path
@@ -87,6 +95,7 @@ class BwrapBackend(SandboxBackend):
         self.cgroup_parent = cgroup_parent
         self.startup_grace_seconds = startup_grace_seconds
         self.memory_overhead_bytes = memory_overhead_bytes
+        self.locks = RunLocks(lock_dir)
         self._cgroups: Cgroups | None = None
 
     @property
@@ -109,6 +118,15 @@ class BwrapBackend(SandboxBackend):
         if os.geteuid() == 0:
             _require_file(self.setpriv_path, "setpriv", "install the apt package util-linux")
         compile_bpf()
+        self.locks.check()
+
+    async def sweep(self) -> int:
+        """Remove the cgroups of runs whose app process died (never a live run's)."""
+        if not self.use_cgroups:
+            return 0
+        removed = sweep_cgroups(self.cgroups, self.locks)
+        self.locks.sweep_stale()
+        return len(removed)
 
     async def _probe(self) -> Availability:
         result = await self._execute(ToolRun(source=_PROBE_SOURCE, run_id=f"probe-{secrets.token_hex(4)}"))
@@ -183,7 +201,7 @@ class BwrapBackend(SandboxBackend):
             argv = join_argv(group.procs_files, argv, self.shell_path)
         return argv
 
-    def _create_group(self, run: ToolRun, notes: list[str]) -> RunCgroup | None:
+    def _create_group(self, run: ToolRun, name: str, notes: list[str]) -> RunCgroup | None:
         cgroups = self.cgroups
         if cgroups.version is None:
             notes.append(f"cgroups unavailable ({cgroups.unavailable}); memory and tasks limited by rlimits only")
@@ -196,14 +214,23 @@ class BwrapBackend(SandboxBackend):
             cpu_cores=limits.cpu_cores,
         )
         try:
-            return cgroups.create(f"{run.run_id}-{secrets.token_hex(3)}", spec)
+            return cgroups.create(name, spec)
         except CgroupError as exc:
             notes.append(f"{exc}; memory and tasks limited by rlimits only")
             return None
 
     async def _execute(self, run: ToolRun) -> ToolResult:
+        name = f"{run.run_id}-{secrets.token_hex(3)}"
+        # Held until the cgroup is gone: a sweeper in any process then knows the run is alive.
+        lock = self.locks.hold(name)
+        try:
+            return await self._execute_locked(run, name)
+        finally:
+            lock.release()
+
+    async def _execute_locked(self, run: ToolRun, name: str) -> ToolResult:
         notes: list[str] = []
-        group = self._create_group(run, notes)
+        group = self._create_group(run, name, notes)
         files = {job.HARNESS_FILE: job.harness_source()}
         files.update({f"{job.JOB_DIR}/{name}": data for name, data in job.job_files(run).items()})
         fds: dict[str, int] = {}

@@ -82,9 +82,6 @@ class RunCgroup:
     def procs_files(self) -> list[str]:
         return [str(path / "cgroup.procs") for path in self.dirs.values()]
 
-    def _procs_dir(self) -> Path:
-        return self.dirs["pids"] if self.version == "v1" else self.dirs["unified"]
-
     def oom_killed(self) -> bool:
         """Whether the kernel OOM-killed anything in this group."""
         if self.version == "v1":
@@ -93,18 +90,21 @@ class RunCgroup:
         return _counter(events, "oom_kill") > 0 or _counter(events, "oom_group_kill") > 0
 
     def pids(self) -> list[int]:
-        try:
-            text = (self._procs_dir() / "cgroup.procs").read_text()
-        except OSError:
-            return []
-        return [int(line) for line in text.split()]
+        """Processes in the group, in any of its hierarchies (a swept leftover may lack some)."""
+        found: set[int] = set()
+        for path in self.dirs.values():
+            try:
+                found.update(int(line) for line in (path / "cgroup.procs").read_text().split())
+            except OSError:
+                continue
+        return sorted(found)
 
     def kill_all(self) -> None:
         """SIGKILL every process in the group until it is empty."""
-        kill_file = self._procs_dir() / "cgroup.kill"
-        if self.version == "v2" and kill_file.exists():
+        unified = self.dirs.get("unified")
+        if unified is not None and (unified / "cgroup.kill").exists():
             with contextlib.suppress(OSError):
-                _write(kill_file, "1")
+                _write(unified / "cgroup.kill", "1")
         deadline = time.monotonic() + _KILL_SECONDS
         while (pids := self.pids()) and time.monotonic() < deadline:
             for pid in pids:
@@ -306,6 +306,13 @@ class Cgroups:
         _write(path / "pids.max", str(limits.pids))
         if (path / "cpu.max").exists():
             _write(path / "cpu.max", f"{max(1000, int(limits.cpu_cores * _CPU_PERIOD_US))} {_CPU_PERIOD_US}")
+
+    def existing(self, name: str) -> RunCgroup | None:
+        """The run group ``name`` as far as it still exists (for sweeping leftovers), or None."""
+        if self.version is None:
+            return None
+        dirs = {key: parent / name for key, parent in self.parents.items() if (parent / name).is_dir()}
+        return RunCgroup(self.version, dirs) if dirs else None
 
     def run_groups(self) -> list[Path]:
         """Per-run groups that currently exist (for leak checks)."""

@@ -9,6 +9,13 @@ per-run cgroup (joined race-free by a shell before exec) which limits the
 Sentry, gofer and tool together; the harness's rlimits apply inside.
 
 ``runsc do`` is never used: it exposes the host file system.
+
+After a crash of the app, ``runsc run`` keeps the container going (it has no
+die-with-parent) and the work root stays in the temp dir. Each backend holds a
+lock on its private work root and each run a run lock (``leftovers.py``), so
+``sweep()`` in any app process can kill and delete the containers of dead runs,
+remove their cgroups, bundles and state, and remove work roots whose owner
+died, without touching another process's live runs.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import secrets
 import shutil
 import signal
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +37,7 @@ from typing import Any
 from sandbox import job
 from sandbox.base import Availability, MiB, SandboxBackend, SandboxUnavailable, ToolResult, ToolRun
 from sandbox.cgroups import CgroupError, CgroupLimits, Cgroups, RunCgroup, join_argv
+from sandbox.leftovers import GRACE_SECONDS, HeldLock, RunLocks, claim, hold, sweep_cgroups
 from sandbox.outcome import build_result
 from sandbox.seccomp import to_oci
 from sandbox.supervise import supervise
@@ -37,6 +46,10 @@ log = logging.getLogger(__name__)
 
 _PROBE_SOURCE = "def run():\n    return 'ready'\n"
 _RUNSC_CLEANUP_SECONDS = 15.0
+#: Private work roots are made in the temp dir with this prefix; ``sweep()`` looks for dead ones there.
+WORK_ROOT_PREFIX = "crewcanvas-gvisor-"
+_OWNER_LOCK = ".owner.lock"
+_CONTAINER_PREFIX = "cc-"
 _NO_CAPS: dict[str, list[str]] = {key: [] for key in ("bounding", "effective", "inheritable", "permitted", "ambient")}
 
 
@@ -123,11 +136,13 @@ class GVisorBackend(SandboxBackend):
         startup_grace_seconds: float = 5.0,
         memory_overhead_bytes: int = 256 * MiB,
         tasks_overhead: int = 512,
+        lock_dir: str | None = None,
     ) -> None:
         """``platform``: ptrace works everywhere; kvm needs /dev/kvm (and hung on Firecracker VMs).
 
         ``rootless`` defaults to "not running as root". ``work_root`` holds
-        bundles and runsc state (a private temp dir by default).
+        bundles and runsc state (a private temp dir by default). ``lock_dir``
+        holds the run locks (see ``leftovers.py``; per uid in the temp dir by default).
         """
         super().__init__()
         self.runsc_path = runsc_path
@@ -145,6 +160,8 @@ class GVisorBackend(SandboxBackend):
         self.tasks_overhead = tasks_overhead
         self._work_root = Path(work_root) if work_root else None
         self._owns_work_root = work_root is None
+        self._root_lock: HeldLock | None = None
+        self.locks = RunLocks(lock_dir)
         self._cgroups: Cgroups | None = None
 
     def check_prerequisites(self) -> None:
@@ -154,11 +171,14 @@ class GVisorBackend(SandboxBackend):
             )
         if not os.path.isfile(self.python_path):
             raise SandboxUnavailable(f"python for the sandbox not found at {self.python_path}")
+        self.locks.check()
 
     @property
     def work_root(self) -> Path:
         if self._work_root is None:
-            self._work_root = Path(tempfile.mkdtemp(prefix="crewcanvas-gvisor-"))
+            self._work_root = Path(tempfile.mkdtemp(prefix=WORK_ROOT_PREFIX))
+            # Held for the backend's life: a sweeper sees a free lock only once this process is gone.
+            self._root_lock = hold(self._work_root / _OWNER_LOCK)
         root = self._work_root
         if not (root / "rootfs").exists():
             root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -176,6 +196,9 @@ class GVisorBackend(SandboxBackend):
         if self._owns_work_root and self._work_root is not None:
             shutil.rmtree(self._work_root, ignore_errors=True)
             self._work_root = None
+        if self._root_lock is not None:
+            self._root_lock.release()
+            self._root_lock = None
 
     @property
     def cgroups(self) -> Cgroups:
@@ -187,16 +210,21 @@ class GVisorBackend(SandboxBackend):
             )
         return self._cgroups
 
-    def runsc_argv(self, *extra: str) -> list[str]:
-        argv = [self.runsc_path, "--root", str(self.work_root / "state"), f"--platform={self.platform}"]
+    def runsc_argv(self, *extra: str, state_dir: Path | None = None) -> list[str]:
+        state = state_dir if state_dir is not None else self.work_root / "state"
+        argv = [self.runsc_path, "--root", str(state), f"--platform={self.platform}"]
         argv += ["--network=none", "--oci-seccomp", "--ignore-cgroups"]
         if self.rootless:
             argv.append("--rootless")
         return [*argv, *extra]
 
-    def _state_files(self, container_id: str) -> list[Path]:
+    def _state_files(self, container_id: str, state_dir: Path | None = None) -> list[Path]:
         """runsc's bookkeeping files for one container (they name it, never as a prefix of another id)."""
-        return [path for path in (self.work_root / "state").iterdir() if f"{container_id}." in path.name]
+        state = state_dir if state_dir is not None else self.work_root / "state"
+        try:
+            return [path for path in state.iterdir() if f"{container_id}." in path.name]
+        except FileNotFoundError:
+            return []
 
     async def _probe(self) -> Availability:
         result = await self._execute(ToolRun(source=_PROBE_SOURCE, run_id=f"probe-{secrets.token_hex(4)}"))
@@ -209,11 +237,11 @@ class GVisorBackend(SandboxBackend):
             "(ptrace is the portable one) and that runsc runs as root or with rootless=True",
         )
 
-    async def _runsc(self, *args: str) -> None:
+    async def _runsc(self, *args: str, state_dir: Path | None = None) -> None:
         """Run a runsc housekeeping command, ignoring failures (the container may be gone)."""
         process = await asyncio.create_subprocess_exec(
-            *self.runsc_argv(*args), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
+            *self.runsc_argv(*args, state_dir=state_dir), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         try:
             async with asyncio.timeout(_RUNSC_CLEANUP_SECONDS):
@@ -223,7 +251,7 @@ class GVisorBackend(SandboxBackend):
             await process.wait()
             log.warning("runsc %s did not finish in %.0f s", " ".join(args), _RUNSC_CLEANUP_SECONDS)
 
-    def _create_group(self, run: ToolRun, notes: list[str]) -> RunCgroup | None:
+    def _create_group(self, run: ToolRun, name: str, notes: list[str]) -> RunCgroup | None:
         cgroups = self.cgroups
         if cgroups.version is None:
             notes.append(f"cgroups unavailable ({cgroups.unavailable}); memory and tasks limited by rlimits only")
@@ -235,7 +263,7 @@ class GVisorBackend(SandboxBackend):
             cpu_cores=limits.cpu_cores,
         )
         try:
-            return cgroups.create(f"{run.run_id}-{secrets.token_hex(3)}", spec)
+            return cgroups.create(name, spec)
         except CgroupError as exc:
             notes.append(f"{exc}; memory and tasks limited by rlimits only")
             return None
@@ -262,10 +290,21 @@ class GVisorBackend(SandboxBackend):
         (bundle / "config.json").write_text(json.dumps(spec))
 
     async def _execute(self, run: ToolRun) -> ToolResult:
+        name = f"{run.run_id}-{secrets.token_hex(3)}"
+        work_root = self.work_root
+        # Held until bundle, container and cgroup are gone: sweepers leave the run alone meanwhile.
+        lock = self.locks.hold(name)
+        try:
+            return await self._execute_locked(run, name, work_root)
+        finally:
+            lock.release()
+
+    async def _execute_locked(self, run: ToolRun, name: str, work_root: Path) -> ToolResult:
         notes: list[str] = []
-        container_id = f"cc-{run.run_id}-{secrets.token_hex(3)}"
-        bundle = Path(tempfile.mkdtemp(prefix=f"{container_id}-", dir=self.work_root))
-        group = self._create_group(run, notes)
+        container_id = f"{_CONTAINER_PREFIX}{name}"
+        bundle = work_root / container_id
+        bundle.mkdir(mode=0o700)
+        group = self._create_group(run, name, notes)
         try:
             self._write_bundle(run, bundle)
 
@@ -301,3 +340,105 @@ class GVisorBackend(SandboxBackend):
                     log.exception("gVisor run %s left its cgroup behind", run.run_id)
             shutil.rmtree(bundle, ignore_errors=True)
         return build_result(run, self.name, captured, memory_exhausted=memory_exhausted, notes=tuple(notes))
+
+    # -- leftovers of dead app processes ---------------------------------------------------------
+
+    async def sweep(self) -> int:
+        """Kill and remove what runs of dead app processes left (containers, state, bundles, cgroups).
+
+        Looks at every private work root in the temp dir and at this backend's
+        own work root; runs and roots whose lock is held are never touched.
+        """
+        removed = 0
+        for root, lock in self._dead_roots():
+            try:
+                removed += await self._sweep_bundles(root, owner_dead=True)
+                shutil.rmtree(root, ignore_errors=True)
+            finally:
+                if lock is not None:
+                    lock.release()
+            log.warning("swept the gVisor work root %s left behind by a dead app process", root)
+            removed += 1
+        if self._work_root is not None and self._work_root.is_dir():
+            removed += await self._sweep_bundles(self._work_root, owner_dead=False)
+        if self.use_cgroups:
+            removed += len(sweep_cgroups(self.cgroups, self.locks))
+        self.locks.sweep_stale()
+        return removed
+
+    def _dead_roots(self) -> list[tuple[Path, HeldLock | None]]:
+        """Private work roots in the temp dir whose owner died, each with its claimed lock (None: unlocked)."""
+        dead: list[tuple[Path, HeldLock | None]] = []
+        now = time.time()
+        for root in Path(tempfile.gettempdir()).glob(f"{WORK_ROOT_PREFIX}*"):
+            if root == self._work_root or not _owned_dir(root):
+                continue
+            lock = claim(root / _OWNER_LOCK)
+            if lock is not None:
+                # Stays locked until the tree (and the lock file in it) is removed.
+                dead.append((root, lock))
+            elif not (root / _OWNER_LOCK).exists() and _unlocked_root_is_dead(root, now):
+                dead.append((root, None))
+        return dead
+
+    async def _sweep_bundles(self, root: Path, *, owner_dead: bool) -> int:
+        """Clean every dead run under ``root`` (all of them when its owner is dead)."""
+        state_dir = root / "state"
+        ids = {path.name for path in root.glob(f"{_CONTAINER_PREFIX}*") if path.is_dir()}
+        if owner_dead:
+            ids |= {
+                path.name.split("_sandbox:", 1)[-1].rsplit(".", 1)[0]
+                for path in state_dir.glob(f"*{_CONTAINER_PREFIX}*.state")
+            }
+        removed = 0
+        for container_id in sorted(ids):
+            name = container_id.removeprefix(_CONTAINER_PREFIX)
+            lock = self.locks.claim(name)
+            if lock is None and (self.locks.exists(name) or not owner_dead):
+                continue
+            try:
+                await self._runsc("kill", "--all", container_id, "KILL", state_dir=state_dir)
+                group = self.cgroups.existing(name) if self.use_cgroups else None
+                if group is not None:
+                    try:
+                        group.remove()
+                    except CgroupError as exc:
+                        log.warning("could not sweep the cgroup of gVisor run %s: %s", name, exc)
+                await self._runsc("delete", "--force", container_id, state_dir=state_dir)
+                for leftover in self._state_files(container_id, state_dir):
+                    leftover.unlink(missing_ok=True)
+                shutil.rmtree(root / container_id, ignore_errors=True)
+            finally:
+                if lock is not None:
+                    lock.release()
+            log.warning("swept gVisor run %s left behind by a dead app process", name)
+            removed += 1
+        return removed
+
+
+def _owned_dir(path: Path) -> bool:
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    return path.is_dir() and not path.is_symlink() and info.st_uid == os.geteuid()
+
+
+def _unlocked_root_is_dead(root: Path, now: float) -> bool:
+    """A root without an owner lock (made by an older version, or a crash right at creation).
+
+    Judged dead once it is older than the grace period and no process names it
+    on its command line (runsc gets ``--root <root>/state``).
+    """
+    try:
+        if now - root.lstat().st_mtime < GRACE_SECONDS:
+            return False
+    except OSError:
+        return False
+    needle = str(root).encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if needle in (entry / "cmdline").read_bytes():
+                    return False
+    return True

@@ -554,6 +554,7 @@ async def test_twenty_concurrent_runs_leave_nothing_behind(backend: SandboxBacke
     if groups is not None and groups.version is not None:
         assert groups.run_groups() == []
     if isinstance(backend, GVisorBackend):
-        # Bundles and runsc container state are per run; only the shared rootfs skeleton stays.
-        assert sorted(path.name for path in backend.work_root.iterdir()) == ["rootfs", "state"]
+        # Bundles and runsc container state are per run; only the shared rootfs skeleton
+        # and the lock that marks the work root as alive stay.
+        assert sorted(path.name for path in backend.work_root.iterdir()) == [".owner.lock", "rootfs", "state"]
         assert list((backend.work_root / "state").iterdir()) == []
