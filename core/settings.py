@@ -134,6 +134,39 @@ class OIDCSettings(BaseSettings):
         return bool(self.issuer and self.client_id)
 
 
+class MailSettings(BaseSettings):
+    """Outgoing mail (invitations) through an SMTP server; off unless `SMTP_HOST` is set."""
+
+    model_config = SettingsConfigDict(env_prefix="SMTP_", extra="ignore", populate_by_name=True)
+
+    host: str = ""
+    # 0: the usual port for `security` (25 for none, 587 for starttls, 465 for tls).
+    port: int = Field(default=0, ge=0, le=65535)
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    sender: str = Field(default="", validation_alias="SMTP_FROM")
+    security: Literal["none", "starttls", "tls"] = "starttls"
+    timeout_s: float = Field(default=10.0, gt=0)
+    # Invitation mails one tenant may send per hour (abuse guard).
+    invites_per_hour: int = Field(default=50, ge=1)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host.strip())
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or {"none": 25, "starttls": 587, "tls": 465}[self.security]
+
+    @model_validator(mode="after")
+    def _sender_when_enabled(self) -> MailSettings:
+        if self.enabled and not self.sender.strip():
+            raise ValueError("SMTP_HOST is set but SMTP_FROM is empty: set the address invitations are sent from")
+        if self.password.get_secret_value() and not self.username:
+            raise ValueError("SMTP_PASSWORD is set without SMTP_USERNAME: set both, or neither")
+        return self
+
+
 class AppSettings(BaseSettings):
     """Every setting of the application, from the environment (and `.env`)."""
 
@@ -153,6 +186,7 @@ class AppSettings(BaseSettings):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     oidc: OIDCSettings = Field(default_factory=OIDCSettings)
+    mail: MailSettings = Field(default_factory=MailSettings)
 
     @model_validator(mode="after")
     def _refuse_weak_secrets(self) -> AppSettings:

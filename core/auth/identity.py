@@ -16,6 +16,7 @@ from core.auth.sessions import SessionService
 from core.auth.throttle import AttemptLog, LoginThrottle, MemoryAttemptLog, RedisAttemptLog
 from core.auth.tokens import AccessTokens
 from core.errors import ConfigurationError
+from core.mail import Mailer, build_mailer
 from core.settings import AppSettings
 from core.tenants import TenantService
 from db.database import Database
@@ -42,8 +43,13 @@ class Identity:
         await self.throttle.log.close()
 
 
-def build_identity(settings: AppSettings, db: Database, tenants: TenantService) -> Identity:
-    """Choose the throttle backend and wire the services; nothing connects yet."""
+def build_identity(
+    settings: AppSettings, db: Database, tenants: TenantService, *, mailer: Mailer | None = None
+) -> Identity:
+    """Choose the throttle backend and wire the services; nothing connects yet.
+
+    `mailer` defaults to the one `SMTP_*` describes (none when `SMTP_HOST` is empty).
+    """
     auth = settings.auth
     if settings.env == "production" and (
         auth.argon2_memory_cost_kib < _MIN_PRODUCTION_MEMORY_KIB or auth.argon2_time_cost < _MIN_PRODUCTION_TIME_COST
@@ -82,7 +88,14 @@ def build_identity(settings: AppSettings, db: Database, tenants: TenantService) 
         accounts=accounts,
         auth=Authenticator(db, accounts, tokens, refresh, api_keys),
         members=MemberService(db, tenants),
-        invites=InviteService(db, accounts, ttl_s=auth.invite_ttl_s),
+        invites=InviteService(
+            db,
+            accounts,
+            ttl_s=auth.invite_ttl_s,
+            mailer=mailer or build_mailer(settings.mail),
+            public_url=settings.base_url,
+            mails_per_hour=settings.mail.invites_per_hour,
+        ),
         api_keys=api_keys,
         sessions=SessionService(db, ttl_s=auth.session_ttl_s),
         oidc=OIDCAccounts(db),
