@@ -43,6 +43,7 @@ from sandbox.base import (
     InvalidToolRun,
     Limits,
     MiB,
+    SandboxError,
     SandboxFailure,
     SandboxUnavailable,
     ToolRefused,
@@ -343,6 +344,25 @@ class ToolService:
         """Run unsaved code (what the editor holds now) once in the sandbox."""
         ctx.require(Role.EDITOR, "try tools")
         return await self._run(ctx, self._checked(spec, for_saving=False), tool_input)
+
+    async def sweep_sandbox(self, timeout_seconds: float = 60.0) -> int:
+        """Start-up hook: remove what sandbox runs of dead app processes left on the host or cluster.
+
+        Never raises: a failed sweep is logged and retried at the next start; live
+        runs of other app processes are never touched (see `sandbox.leftovers`).
+        """
+        sweep = getattr(self._sandbox, "sweep", None)
+        if sweep is None:
+            return 0
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                removed: int = await sweep()
+        except (SandboxError, OSError, TimeoutError) as exc:
+            log.warning("could not sweep leftovers of the %s sandbox: %s", self._sandbox.name, exc)
+            return 0
+        if removed:
+            log.warning("swept %d leftover(s) of sandbox runs from a previous crash", removed)
+        return removed
 
     async def sandbox_status(self) -> SandboxStatus:
         """What runs tools here; the UI shows a banner when it is unsafe or unavailable."""

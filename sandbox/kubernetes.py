@@ -7,7 +7,15 @@ passed since its container started (``activeDeadlineSeconds`` is the
 cluster-side backstop that also covers scheduling and image pulls), reads the
 result from the container log and always deletes both objects. Objects that a
 crashed caller left behind carry labels and an expiry annotation; ``sweep()``
-deletes expired ones and runs whenever the backend is (re)probed.
+deletes expired ones (never a live run's: its expiry lies past its deadline).
+Who calls it: the app once at start (core's tool service start-up hook), and
+this backend whenever it is (re)probed. A long-lived cluster where app
+processes rarely restart can add a CronJob running the same sweep (list by the
+managed labels, delete what is past ``crewcanvas.io/expires-at``).
+
+Pod resources follow the run's own limits (memory plus the harness's share,
+ephemeral storage for work, tmp and log), capped by the configured maxima;
+see ``pod_manifests.pod_resources``.
 
 The backend refuses to run anything while the namespace lacks a NetworkPolicy
 that denies all egress: the Role in ``infra/k8s`` lets the app read policies

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client as k8s
+from kubernetes.utils.quantity import parse_quantity
 
 from sandbox import job
-from sandbox.base import MiB, ToolRun
+from sandbox.base import MiB, SandboxUnavailable, ToolRun
 
 #: On every object the backend creates; the sweep lists by it.
 MANAGED_LABELS = {"app.kubernetes.io/name": "crewcanvas-sandbox", "app.kubernetes.io/managed-by": "crewcanvas"}
@@ -35,6 +36,10 @@ CONTAINER_NAME = "tool"
 NETWORK_POLICY_NAME = "crewcanvas-sandbox-deny-all"
 #: ConfigMaps hold at most 1 MiB; leave room for keys and metadata.
 CONFIG_MAP_BUDGET = 1000 * 1000
+#: Memory the harness itself (interpreter, JSON, pipes) needs above the tool's own limit.
+HARNESS_MEMORY_BYTES = 64 * MiB
+#: Ephemeral storage above the work and tmp emptyDirs and the log: the container's writable bits.
+STORAGE_OVERHEAD_BYTES = 16 * MiB
 
 
 @dataclass(frozen=True)
@@ -48,13 +53,27 @@ class PodSettings:
     python_path: str = "/usr/local/bin/python3"
     uid: int = 65534
     gid: int = 65534
+    #: The CPU limit of every pod; a run requests its own ``cpu_cores`` up to this.
     cpu: str = "2"
+    #: The most memory and ephemeral storage a pod may get; a run gets what its limits need, up to these.
     memory: str = "4Gi"
     ephemeral_storage: str = "10Gi"
     #: Scheduling and image pull allowance added to the run's wall time in activeDeadlineSeconds.
     startup_seconds: int = 120
     #: How long after its deadline an object may be swept as a leftover.
     sweep_margin_seconds: int = 300
+
+    def __post_init__(self) -> None:
+        for field, value in (("cpu", self.cpu), ("memory", self.memory), ("ephemeral_storage", self.ephemeral_storage)):
+            try:
+                valid = parse_quantity(value) > 0
+            except ValueError:
+                valid = False
+            if not valid:
+                raise SandboxUnavailable(
+                    f"Kubernetes sandbox {field} {value!r} is not a positive Kubernetes quantity (e.g. '2', '500m', "
+                    "'4Gi'); fix the setting"
+                )
 
 
 def object_name(run: ToolRun) -> str:
@@ -98,11 +117,43 @@ def _quantity_bytes(value: int) -> str:
     return f"{max(1, math.ceil(value / MiB))}Mi"
 
 
+def _capped(wanted: int, maximum: str) -> str:
+    """``wanted`` bytes as a quantity, or the configured ``maximum`` itself when it is smaller."""
+    return maximum if wanted >= parse_quantity(maximum) else _quantity_bytes(wanted)
+
+
+def _cpu_quantity(millicores: int) -> str:
+    return str(millicores // 1000) if millicores % 1000 == 0 else f"{millicores}m"
+
+
+def pod_resources(run: ToolRun, settings: PodSettings) -> tuple[dict[str, str], dict[str, str]]:
+    """(requests, limits) of the tool container, derived from the run's own limits.
+
+    Memory: the run's memory plus the harness's share; ephemeral storage: the
+    work and tmp emptyDirs, the log (output cap) and a little for the container
+    itself; both capped by the configured maxima and requested in full so the
+    scheduler reserves what the run may use. CPU: limited as configured,
+    requested as the run's ``cpu_cores`` (up to that limit).
+    """
+    limits = run.limits
+    memory = _capped(limits.memory_bytes + HARNESS_MEMORY_BYTES, settings.memory)
+    storage_wanted = limits.disk_bytes + _tmp_bytes(run) + limits.output_bytes + STORAGE_OVERHEAD_BYTES
+    storage = _capped(storage_wanted, settings.ephemeral_storage)
+    cpu_limit_millicores = math.ceil(parse_quantity(settings.cpu) * 1000)
+    cpu_request = _cpu_quantity(min(math.ceil(limits.cpu_cores * 1000), cpu_limit_millicores))
+    requests = {"cpu": cpu_request, "memory": memory, "ephemeral-storage": storage}
+    return requests, {"cpu": settings.cpu, "memory": memory, "ephemeral-storage": storage}
+
+
+def _tmp_bytes(run: ToolRun) -> int:
+    return min(run.limits.disk_bytes, 64 * MiB)
+
+
 def build_pod(run: ToolRun, settings: PodSettings, *, now: float | None = None) -> k8s.V1Pod:
     """The Pod that runs the harness for ``run`` (see the module docstring for its shape)."""
     limits = run.limits
-    tmp_bytes = min(limits.disk_bytes, 64 * MiB)
-    resources = {"cpu": settings.cpu, "memory": settings.memory, "ephemeral-storage": settings.ephemeral_storage}
+    tmp_bytes = _tmp_bytes(run)
+    requests, resource_limits = pod_resources(run, settings)
     job_files = [job.tool_filename(run), "config.json", "input.json"]
     container = k8s.V1Container(
         name=CONTAINER_NAME,
@@ -111,7 +162,7 @@ def build_pod(run: ToolRun, settings: PodSettings, *, now: float | None = None) 
         command=job.harness_argv(settings.python_path),
         working_dir=job.WORK_DIR,
         env=[k8s.V1EnvVar(name=key, value=value) for key, value in job.run_env(run).items()],
-        resources=k8s.V1ResourceRequirements(requests=dict(resources), limits=dict(resources)),
+        resources=k8s.V1ResourceRequirements(requests=requests, limits=resource_limits),
         security_context=k8s.V1SecurityContext(
             run_as_non_root=True,
             run_as_user=settings.uid,
@@ -141,7 +192,10 @@ def build_pod(run: ToolRun, settings: PodSettings, *, now: float | None = None) 
                 + [k8s.V1KeyToPath(key=name, path=f"job/{name}") for name in job_files],
             ),
         ),
-        k8s.V1Volume(name="work", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit=_quantity_bytes(limits.disk_bytes))),
+        k8s.V1Volume(
+            name="work",
+            empty_dir=k8s.V1EmptyDirVolumeSource(size_limit=_capped(limits.disk_bytes, settings.ephemeral_storage)),
+        ),
         k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit=_quantity_bytes(tmp_bytes))),
     ]
     spec = k8s.V1PodSpec(

@@ -19,7 +19,7 @@ import kubernetes_validate
 import pytest
 
 from sandbox import job
-from sandbox.base import ExitReason, InvalidToolRun, Limits, SandboxUnavailable, ToolRun
+from sandbox.base import ExitReason, GiB, InvalidToolRun, Limits, MiB, SandboxUnavailable, ToolRun
 from sandbox.factory import create_backend
 from sandbox.kubernetes import KubernetesBackend
 from sandbox.pod_manifests import (
@@ -85,8 +85,9 @@ def test_pod_has_the_restricted_shape(pod: dict[str, Any]) -> None:
     (container,) = spec["containers"]
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    expected = {"cpu": "2", "memory": "4Gi", "ephemeral-storage": "10Gi"}
-    assert container["resources"] == {"requests": expected, "limits": expected}
+    # Derived from the run: 512 MiB + 64 MiB harness; 32 MiB work + 32 MiB tmp + 1 MiB log + 16 MiB.
+    sized = {"memory": "576Mi", "ephemeral-storage": "81Mi"}
+    assert container["resources"] == {"requests": {"cpu": "1", **sized}, "limits": {"cpu": "2", **sized}}
     assert container["command"] == ["/usr/local/bin/python3", "-I", "-B", job.HARNESS_FILE, job.JOB_DIR]
     env = {item["name"]: item["value"] for item in container["env"]}
     assert env == {**job.run_env(RUN)}
@@ -112,14 +113,49 @@ def test_config_map_carries_the_job_files() -> None:
 
 
 def test_runtime_class_and_resources_are_configurable() -> None:
-    settings = PodSettings(runtime_class="sysbox-runc", cpu="500m", memory="1Gi", ephemeral_storage="2Gi")
+    settings = PodSettings(runtime_class="sysbox-runc", cpu="500m", memory="512Mi", ephemeral_storage="2Gi")
     manifest = to_manifest(build_pod(RUN, settings, now=NOW))
     assert manifest["spec"]["runtimeClassName"] == "sysbox-runc"
-    assert manifest["spec"]["containers"][0]["resources"]["limits"]["memory"] == "1Gi"
+    resources = manifest["spec"]["containers"][0]["resources"]
+    # The run wants 576Mi of memory: capped at the configured 512Mi; CPU request capped by the 500m limit.
+    assert resources["limits"] == {"cpu": "500m", "memory": "512Mi", "ephemeral-storage": "81Mi"}
+    assert resources["requests"] == {"cpu": "500m", "memory": "512Mi", "ephemeral-storage": "81Mi"}
     assert check_pod(manifest, runtime_class="sysbox-runc") == []
     default_runtime = to_manifest(build_pod(RUN, PodSettings(runtime_class=None), now=NOW))
     assert "runtimeClassName" not in default_runtime["spec"]
     validate_strict(default_runtime)
+
+
+def test_pod_resources_follow_the_runs_limits() -> None:
+    small = RUN.model_copy(
+        update={"limits": Limits(memory_bytes=64 * MiB, disk_bytes=8 * MiB, output_bytes=64 * 1024, cpu_cores=0.25)}
+    )
+    manifest = to_manifest(build_pod(small, PodSettings(), now=NOW))
+    validate_strict(manifest)
+    assert check_pod(manifest, runtime_class="gvisor") == []
+    resources = manifest["spec"]["containers"][0]["resources"]
+    assert resources["requests"] == {"cpu": "250m", "memory": "128Mi", "ephemeral-storage": "33Mi"}
+    assert resources["limits"] == {"cpu": "2", "memory": "128Mi", "ephemeral-storage": "33Mi"}
+
+
+def test_a_run_asking_above_the_configured_maxima_is_clamped() -> None:
+    greedy = RUN.model_copy(
+        update={"limits": Limits(memory_bytes=16 * GiB, disk_bytes=16 * GiB, output_bytes=256 * MiB, cpu_cores=8)}
+    )
+    manifest = to_manifest(build_pod(greedy, PodSettings(), now=NOW))
+    validate_strict(manifest)
+    assert check_pod(manifest, runtime_class="gvisor") == []
+    container = manifest["spec"]["containers"][0]
+    maxima = {"cpu": "2", "memory": "4Gi", "ephemeral-storage": "10Gi"}
+    assert container["resources"] == {"requests": maxima, "limits": maxima}
+    work = next(volume for volume in manifest["spec"]["volumes"] if volume["name"] == "work")
+    assert work["emptyDir"] == {"sizeLimit": "10Gi"}
+
+
+@pytest.mark.parametrize("field", ["cpu", "memory", "ephemeral_storage"])
+def test_a_bad_resource_setting_makes_the_backend_unavailable(field: str) -> None:
+    with pytest.raises(SandboxUnavailable, match="not a positive Kubernetes quantity"):
+        PodSettings(**{field: "4 gigs"})
 
 
 def test_policy_passes_on_generated_manifests(pod: dict[str, Any], network_policy: dict[str, Any]) -> None:
