@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CurrentContext, CurrentPrincipal, ServicesDep
@@ -26,7 +26,11 @@ class RoleChange(Strict):
 
 class InviteCreate(Strict):
     role: str = Field(max_length=20, description="viewer, editor or admin (at most your own role).")
-    email: str | None = Field(default=None, max_length=320, description="Only this address may accept.")
+    email: str | None = Field(
+        default=None,
+        max_length=320,
+        description="Only this address may accept; with a mail server configured, the link is mailed to it.",
+    )
 
 
 class InviteToken(Strict):
@@ -53,6 +57,9 @@ class CreatedInviteOut(BaseModel):
     invite: InviteOut
     token: str = Field(description="Shown once. The invite link is /invite#<token>.")
     link_path: str
+    link: str = Field(description="The whole link: APP_BASE_URL (or this request's address) + link_path.")
+    emailed: bool = Field(description="Whether the link was handed to the mail server for `email`.")
+    email_error: str | None = Field(default=None, description="Why the mail could not be sent, when it failed.")
 
 
 class InvitePreviewOut(BaseModel):
@@ -108,10 +115,24 @@ async def pending_invites(ctx: CurrentContext, services: ServicesDep) -> list[In
 
 
 @router.post("/invites", status_code=status.HTTP_201_CREATED, summary="Invite someone by link or email (admin)")
-async def create_invite(body: InviteCreate, ctx: CurrentContext, services: ServicesDep) -> CreatedInviteOut:
-    """The token is shown once; pass the link on. With `email`, only that address can accept."""
-    created = await services.identity.invites.create(ctx, body.role, body.email)
-    return CreatedInviteOut(invite=_invite(created.info), token=created.token, link_path=f"/invite#{created.token}")
+async def create_invite(
+    body: InviteCreate, request: Request, ctx: CurrentContext, services: ServicesDep
+) -> CreatedInviteOut:
+    """The token is shown once. With `email`, only that address can accept, and when a mail server is
+    configured the link is mailed to it (`emailed`); otherwise, or if the mail fails (`email_error`;
+    the invitation stays valid), pass the link on yourself. Invitation mails per tenant and hour are
+    capped (429 beyond)."""
+    created = await services.identity.invites.create(
+        ctx, body.role, body.email, base_url=str(request.base_url).rstrip("/")
+    )
+    return CreatedInviteOut(
+        invite=_invite(created.info),
+        token=created.token,
+        link_path=f"/invite#{created.token}",
+        link=created.link,
+        emailed=created.emailed,
+        email_error=created.email_error,
+    )
 
 
 @router.delete("/invites/{invite_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Withdraw an invitation")

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-import httpx
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
 
-from tests.api.conftest import PASSWORD, Account, log_in, sign_up
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from api.app import install_api
+from core.services import build_services
+from core.settings import MailSettings
+from tests.api.conftest import PASSWORD, Account, identity_settings, log_in, sign_up
+from tests.fixtures import smtp as _smtp
+from tests.fixtures.smtp import MailServer
+
+mail_server = _smtp.mail_server
 
 
 async def invite(client: httpx.AsyncClient, by: Account, role: str, email: str | None = None) -> str:
@@ -217,3 +230,130 @@ async def test_login_can_pick_the_tenant(client: httpx.AsyncClient) -> None:
         "/api/auth/login", json={"email": "owner@example.com", "password": PASSWORD, "tenant": "nope_tenant"}
     )
     assert foreign.status_code == 404
+
+
+# -- invitations by mail (a real SMTP server on loopback: tests/fixtures/smtp.py) -----------------
+
+MAIL_LINK = re.compile(r"http://test/invite#(cci_\S+)")
+
+
+@pytest.fixture
+async def mail_client(db_url: str, tmp_path: Path, mail_server: MailServer) -> AsyncIterator[httpx.AsyncClient]:
+    """The API with SMTP_* pointing at the loopback mail server; two invitation mails per tenant and hour."""
+    settings = identity_settings(tmp_path, db_url)
+    settings.mail = MailSettings(
+        host=mail_server.host,
+        port=mail_server.port,
+        sender="CrewCanvas <noreply@example.com>",
+        security="none",
+        invites_per_hour=2,
+    )
+    services = build_services(settings)
+    await services.start()
+    app = FastAPI()
+    install_api(app, services)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+            yield http
+    finally:
+        await services.close()
+
+
+async def test_an_invite_by_email_is_mailed_and_the_mailed_link_lets_that_address_join(
+    mail_client: httpx.AsyncClient, mail_server: MailServer
+) -> None:
+    owner = await sign_up(mail_client, "owner@example.com", "acme")
+    response = await mail_client.post(
+        "/api/members/invites", headers=owner.headers, json={"role": "editor", "email": "Kim@Example.com"}
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert (body["emailed"], body["email_error"]) == (True, None)
+    assert body["link"] == f"http://test/invite#{body['token']}"
+    [mail] = mail_server.to("kim@example.com")
+    assert "owner@example.com" in mail.message["Subject"]
+    text = mail.text()
+    assert '"Acme" (acme)' in text
+    assert "as editor" in text
+    [token] = MAIL_LINK.findall(text)
+    assert token == body["token"]
+    kim = await join(mail_client, token, "kim@example.com")
+    assert kim.tenant == "acme"
+    members = (await mail_client.get("/api/members", headers=owner.headers)).json()
+    assert ("kim@example.com", "editor") in [(m["email"], m["role"]) for m in members]
+    assert len(mail_server.messages) == 1  # one mail per invitation
+
+
+async def test_a_mailed_link_still_works_for_that_address_only(
+    mail_client: httpx.AsyncClient, mail_server: MailServer
+) -> None:
+    owner = await sign_up(mail_client, "owner@example.com", "acme")
+    await invite(mail_client, owner, "viewer", email="lee@example.com")
+    [token] = MAIL_LINK.findall(mail_server.to("lee@example.com")[0].text())
+    other = await mail_client.post(
+        "/api/auth/signup", json={"email": "someone@example.com", "password": PASSWORD, "invite_token": token}
+    )
+    assert other.status_code == 403
+    assert (await join(mail_client, token, "lee@example.com")).tenant == "acme"
+
+
+async def test_a_failed_invitation_mail_keeps_the_invitation_and_says_why(
+    mail_client: httpx.AsyncClient, mail_server: MailServer
+) -> None:
+    owner = await sign_up(mail_client, "owner@example.com", "acme")
+    mail_server.refuse_recipients = True
+    response = await mail_client.post(
+        "/api/members/invites", headers=owner.headers, json={"role": "viewer", "email": "max@example.com"}
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["emailed"] is False
+    assert (
+        f"mail server {mail_server.host}:{mail_server.port} refused the recipient max@example.com"
+        in (body["email_error"])
+    )
+    assert mail_server.messages == []
+    pending = (await mail_client.get("/api/members/invites", headers=owner.headers)).json()
+    assert [p["email"] for p in pending] == ["max@example.com"]
+    assert (await join(mail_client, body["token"], "max@example.com")).tenant == "acme"
+
+
+async def test_invitation_mails_per_tenant_and_hour_are_capped(
+    mail_client: httpx.AsyncClient, mail_server: MailServer
+) -> None:
+    owner = await sign_up(mail_client, "owner@example.com", "acme")
+    for n in range(2):
+        await invite(mail_client, owner, "viewer", email=f"n{n}@example.com")
+    refused = await mail_client.post(
+        "/api/members/invites", headers=owner.headers, json={"role": "viewer", "email": "n2@example.com"}
+    )
+    assert refused.status_code == 429
+    assert 3000 <= int(refused.headers["Retry-After"]) <= 3600
+    assert "2 invitation mails in the last hour" in refused.json()["detail"]
+    assert len(mail_server.messages) == 2
+    # Links for anyone still work, and another tenant has its own budget.
+    assert (await invite(mail_client, owner, "viewer")).startswith("cci_")
+    other = await sign_up(mail_client, "other@example.com", "other")
+    await invite(mail_client, other, "viewer", email="n3@example.com")
+    assert len(mail_server.messages) == 3
+
+
+async def test_only_admins_can_have_invitations_mailed(mail_client: httpx.AsyncClient, mail_server: MailServer) -> None:
+    owner = await sign_up(mail_client, "owner@example.com", "acme")
+    editor = await join(mail_client, await invite(mail_client, owner, "editor"), "ed@example.com")
+    response = await mail_client.post(
+        "/api/members/invites", headers=editor.headers, json={"role": "viewer", "email": "spam@example.com"}
+    )
+    assert response.status_code == 403
+    assert mail_server.messages == []
+
+
+async def test_without_a_mail_server_an_invite_by_email_is_a_link_to_pass_on(client: httpx.AsyncClient) -> None:
+    owner = await sign_up(client, "owner@example.com", "acme")
+    response = await client.post(
+        "/api/members/invites", headers=owner.headers, json={"role": "viewer", "email": "nia@example.com"}
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert (body["emailed"], body["email_error"]) == (False, None)
+    assert body["link"] == f"http://test/invite#{body['token']}"
