@@ -6,10 +6,12 @@ Nothing here is read at import time; `AppSettings.load()` is called once by `mai
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 import secrets
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -205,6 +207,23 @@ class AppSettings(BaseSettings):
             raise ValueError(f"refusing to start in {self.env}: " + "; ".join(problems))
         return self
 
+    @model_validator(mode="after")
+    def _refuse_insecure_oidc_issuer(self) -> AppSettings:
+        issuer = self.oidc.issuer.strip()
+        if not issuer:
+            return self
+        url = urlsplit(issuer)
+        if url.scheme == "https" and url.hostname:
+            return self
+        local = self.env == "development" or self.env == "test"
+        if url.scheme == "http" and url.hostname and local and _is_loopback(url.hostname):
+            return self
+        allowed = "an https:// URL" + (" (or http:// on a loopback address)" if local else "") + f" in {self.env}"
+        raise ValueError(
+            f"OIDC_ISSUER {issuer!r} is refused: the issuer must be {allowed}; tokens and the client "
+            "secret would otherwise travel unencrypted. Use the provider's https:// issuer URL"
+        )
+
     @property
     def is_development(self) -> bool:
         return self.env == "development"
@@ -229,6 +248,15 @@ class AppSettings(BaseSettings):
         if settings.is_development or settings.env == "test":
             settings.security = _with_local_secrets(settings.security, settings.data_dir)
         return settings
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _with_local_secrets(security: SecuritySettings, data_dir: Path) -> SecuritySettings:

@@ -108,3 +108,52 @@ def test_env_example_documents_every_variable() -> None:
         for name, field in type(area).model_fields.items():
             expected.add(str(field.validation_alias) if field.validation_alias else f"{prefix}{name}".upper())
     assert expected <= documented, f"undocumented: {sorted(expected - documented)}"
+
+
+def _production(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", STRONG)
+    monkeypatch.setenv("MASTER_KEYS", "k1:" + "A" * 43 + "=")
+
+
+@pytest.mark.parametrize(
+    "issuer",
+    ["http://login.example.com", "http://127.0.0.1:9000/realm", "http://localhost:8080", "ftp://login.example.com"],
+)
+def test_production_refuses_an_oidc_issuer_without_https(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, issuer: str
+) -> None:
+    _production(monkeypatch)
+    monkeypatch.setenv("OIDC_ISSUER", issuer)
+    monkeypatch.setenv("OIDC_CLIENT_ID", "crewcanvas")
+    with pytest.raises(ConfigurationError, match=r"OIDC_ISSUER .* must be an https:// URL in production"):
+        AppSettings.load()
+
+
+def test_production_accepts_an_https_oidc_issuer(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _production(monkeypatch)
+    monkeypatch.setenv("OIDC_ISSUER", "https://login.example.com/realms/crew")
+    monkeypatch.setenv("OIDC_CLIENT_ID", "crewcanvas")
+    assert AppSettings.load().oidc.enabled
+
+
+@pytest.mark.parametrize("env", ["development", "test"])
+@pytest.mark.parametrize("issuer", ["http://127.0.0.1:9000", "http://localhost:8080/realm", "http://[::1]:9000"])
+def test_development_and_test_allow_an_http_issuer_on_loopback(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, env: str, issuer: str
+) -> None:
+    monkeypatch.setenv("APP_ENV", env)
+    monkeypatch.setenv("OIDC_ISSUER", issuer)
+    monkeypatch.setenv("OIDC_CLIENT_ID", "crewcanvas")
+    assert AppSettings.load().oidc.issuer == issuer
+
+
+@pytest.mark.parametrize("env", ["development", "test"])
+def test_development_refuses_an_http_issuer_off_loopback(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, env: str
+) -> None:
+    monkeypatch.setenv("APP_ENV", env)
+    monkeypatch.setenv("OIDC_ISSUER", "http://login.example.com")
+    monkeypatch.setenv("OIDC_CLIENT_ID", "crewcanvas")
+    with pytest.raises(ConfigurationError, match=r"\(or http:// on a loopback address\)"):
+        AppSettings.load()
