@@ -3,6 +3,7 @@
 Every handler resolves the session again (`current_context`), so someone removed or
 demoted meanwhile is stopped at their next click; core checks the role once more.
 An invitation link is shown once, right after it is made; only its digest is stored.
+With an address and a mail server (SMTP_*), the link is also mailed to that address.
 """
 
 from __future__ import annotations
@@ -169,10 +170,18 @@ class MembersPage:
     def invite_form(self) -> None:
         with ui.card().classes("w-full"):
             ui.label("Invite someone").classes("text-lg font-medium")
-            ui.label(
-                "You get a link to pass on (CrewCanvas sends no email). With an address, only that "
-                "address can accept it; without one, anyone holding the link can."
-            ).classes("text-sm text-slate-600")
+            if self.services.identity.invites.mails_enabled:
+                explanation = (
+                    "With an address, the invitation is mailed to it and only that address can accept it; "
+                    "without one, you get a link that anyone holding it can use. Either way the link is shown once."
+                )
+            else:
+                explanation = (
+                    "You get a link to pass on: no mail server is configured, so nothing is mailed (an operator "
+                    "can set SMTP_HOST and SMTP_FROM to mail invitations). With an address, only that address "
+                    "can accept it; without one, anyone holding the link can."
+                )
+            ui.label(explanation).classes("text-sm text-slate-600").props('data-testid="invite-explanation"')
             with ui.row().classes("w-full items-end gap-3"):
                 roles = assignable_roles(self.ctx)
                 role = (
@@ -181,28 +190,45 @@ class MembersPage:
                     .classes("min-w-32")
                 )
                 email = ui.input("Email (optional)").props('type=email data-testid="invite-for-email"').classes("w-72")
-                ui.button("Create invitation", on_click=lambda: self._create_invite(role, email)).props(
-                    'data-testid="invite-create"'
-                )
+                button = ui.button("Create invitation").props('data-testid="invite-create"')
+                button.on_click(lambda: self._create_invite(role, email, button))
             self.created = ui.column().classes("w-full")
 
-    async def _create_invite(self, role: ui.select, email: ui.input) -> None:
+    async def _create_invite(self, role: ui.select, email: ui.input, button: ui.button) -> None:
         ctx = await current_context(self.services, Role.ADMIN)
         if ctx is None:
             return
         self.ctx = ctx
+        button.disable()  # sending a mail takes a moment; one click, one invitation
         try:
-            created = await self.services.identity.invites.create(ctx, str(role.value), email.value or None)
+            created = await self.services.identity.invites.create(
+                ctx, str(role.value), email.value or None, base_url=self._browser_base_url()
+            )
         except CoreError as exc:
             ui.notify(str(exc), type="negative")
             return
-        link = f"{self._base_url()}/invite#{created.token}"
+        finally:
+            button.enable()
+        link = created.link
         slot = self.created
         if slot is None:
             return
         slot.clear()
         with slot, ui.card().classes("w-full bg-green-50").props('data-testid="invite-created"'):
-            target = f"for {created.info.email}" if created.info.email else "for anyone with the link"
+            address = created.info.email
+            target = f"for {address}" if address else "for anyone with the link"
+            if created.emailed:
+                ui.label(f"Invitation sent to {address}.").classes("font-medium").props('data-testid="invite-emailed"')
+            elif created.email_error:
+                ui.label(
+                    f"The invitation mail to {address} could not be sent: {created.email_error}. "
+                    "The invitation is valid: copy the link below and pass it on yourself."
+                ).classes("font-medium text-red-700").props('data-testid="invite-email-error"')
+            elif address:
+                ui.label(
+                    f"Nothing was mailed to {address}: no mail server is configured (SMTP_HOST). "
+                    "Pass the link on yourself."
+                ).props('data-testid="invite-not-emailed"')
             ui.label(
                 f"Invitation as {created.info.role} {target}, valid until {when(created.info.expires_at)}. "
                 "Copy the link now: it is not shown again."
@@ -215,10 +241,8 @@ class MembersPage:
         email.value = ""
         self.invites.refresh()
 
-    def _base_url(self) -> str:
-        configured = self.services.settings.base_url.rstrip("/")
-        if configured:
-            return configured
+    def _browser_base_url(self) -> str:
+        """The address this page was opened at (core prefers APP_BASE_URL when it is set)."""
         request = ui.context.client.request
         return str(request.base_url).rstrip("/") if request is not None else ""
 
