@@ -8,8 +8,9 @@ from datetime import datetime
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import CurrentContext, ServicesDep
+from api.deps import CurrentContext, CurrentPrincipal, ServicesDep
 from core.auth.api_keys import ApiKeyInfo
+from core.errors import InvalidInput
 
 router = APIRouter(prefix="/api/api-keys", tags=["api keys"])
 
@@ -57,7 +58,12 @@ async def list_keys(ctx: CurrentContext, services: ServicesDep) -> list[ApiKeyOu
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Create an API key (shown once)")
-async def create_key(body: ApiKeyCreate, ctx: CurrentContext, services: ServicesDep) -> CreatedApiKeyOut:
+async def create_key(
+    body: ApiKeyCreate, ctx: CurrentContext, principal: CurrentPrincipal, services: ServicesDep
+) -> CreatedApiKeyOut:
+    """Signed-in users only: a key that could mint keys would outlive its own revocation or expiry."""
+    if principal.api_key_id is not None:
+        raise InvalidInput("an API key cannot create API keys; sign in as a user to create one")
     created = await services.identity.api_keys.create(ctx, body.name, body.role, expires_in_days=body.expires_in_days)
     return CreatedApiKeyOut(api_key=_out(created.info), key=created.key)
 

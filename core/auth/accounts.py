@@ -91,16 +91,15 @@ class AccountService:
         except InvalidInput:
             canonical = ""
         account = canonical or email
-        await self._throttle.check(account, address)  # before hashing: refused guesses cost nothing
+        hits = await self._throttle.begin(account, address)  # before hashing: refused guesses cost nothing
         async with self._db.control_session() as session:
             user = await session.scalar(select(User).where(User.email == canonical)) if canonical else None
         ok, new_hash = await self._passwords.verify(password, user.password_hash if user else None)
         if user is None or not ok:
-            await self._throttle.failed(account, address)
-            raise AuthenticationFailed(_WRONG)
+            raise AuthenticationFailed(_WRONG)  # counted as a failure by `begin` already
         if not user.is_active:
             raise AuthenticationFailed("this account is disabled; ask an administrator")
-        await self._throttle.succeeded(account)
+        await self._throttle.succeeded(account, hits)
         if new_hash is not None:
             async with self._db.control_session() as session:
                 await session.execute(update(User).where(User.id == user.id).values(password_hash=new_hash))

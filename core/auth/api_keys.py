@@ -148,11 +148,14 @@ class ApiKeyService:
         now = utcnow()
         async with self._db.control_session() as session:
             key = await session.scalar(select(ApiKey).where(ApiKey.prefix == KEY_PREFIX + key_id))
-            if key is None or not same_digest(presented, key.key_hash) or key.revoked_at is not None:
-                raise AuthenticationFailed(_REFUSED)
-            if key.expires_at is not None and aware(key.expires_at) <= now:
-                raise AuthenticationFailed(_REFUSED)
-            if key.last_used_at is None or aware(key.last_used_at) < now - self.TOUCH_EVERY:
+        if key is None or not same_digest(presented, key.key_hash) or key.revoked_at is not None:
+            raise AuthenticationFailed(_REFUSED)
+        if key.expires_at is not None and aware(key.expires_at) <= now:
+            raise AuthenticationFailed(_REFUSED)
+        if key.last_used_at is None or aware(key.last_used_at) < now - self.TOUCH_EVERY:
+            # Its own transaction, starting with the write: SQLite (WAL) refuses to upgrade a
+            # read transaction that a concurrent request's touch has overtaken.
+            async with self._db.control_session() as session:
                 await session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
                 await session.commit()
-            return KeyHolder(key.id, key.user_id, key.tenant_id, Role(key.role))
+        return KeyHolder(key.id, key.user_id, key.tenant_id, Role(key.role))

@@ -72,12 +72,16 @@ class RefreshTokens:
         now = utcnow()
         async with self._db.control_session() as session:
             row = await session.scalar(select(RefreshToken).where(RefreshToken.token_hash == digest(token)))
-            if row is None:
-                raise AuthenticationFailed("refresh token is not recognised; sign in again")
-            if row.revoked_at is not None:
-                raise AuthenticationFailed("refresh token was revoked; sign in again")
-            if aware(row.expires_at) <= now:
-                raise AuthenticationFailed("refresh token has expired; sign in again")
+        if row is None:
+            raise AuthenticationFailed("refresh token is not recognised; sign in again")
+        if row.revoked_at is not None:
+            raise AuthenticationFailed("refresh token was revoked; sign in again")
+        if aware(row.expires_at) <= now:
+            raise AuthenticationFailed("refresh token has expired; sign in again")
+        # A new transaction that starts with the write: SQLite (WAL) cannot upgrade a read
+        # transaction that a concurrent refresh has overtaken ("database is locked"), but it
+        # waits for the write lock, and then the conditional UPDATE sees the other's work.
+        async with self._db.control_session() as session:
             spent = await session.execute(
                 update(RefreshToken)
                 .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None), RefreshToken.revoked_at.is_(None))

@@ -4,11 +4,16 @@
 per key); `MemoryAttemptLog` keeps it in-process, `RedisAttemptLog` in sorted sets
 so every app process sees the same counts. `LoginThrottle` applies the policy and
 is consulted *before* any password is hashed, so a flood of guesses costs nothing.
+
+An attempt is counted as a failure when it starts (and forgiven if the password is
+right), not when it fails: otherwise guesses sent all at once would each pass the
+check before the first failure was recorded.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 import uuid
 from collections import deque
@@ -23,8 +28,11 @@ from core.errors import BackendUnavailable, RateLimited
 class AttemptLog(Protocol):
     """Timestamps of recent failures, per key, inside a sliding window."""
 
-    async def add(self, key: str, window_s: float) -> None:
-        """Record one failure for `key` now."""
+    async def add(self, key: str, window_s: float) -> tuple[str, int]:
+        """Record one failure for `key` now: its id, and how many the window holds with it."""
+
+    async def discard(self, key: str, hit: str) -> None:
+        """Forget one recorded failure (by the id `add` returned), if it is still there."""
 
     async def recent(self, key: str, window_s: float) -> tuple[int, float]:
         """`(count, seconds until the oldest failure leaves the window)` for `key`."""
@@ -43,34 +51,48 @@ class MemoryAttemptLog:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._hits: dict[str, deque[float]] = {}
+        self._hits: dict[str, deque[tuple[float, str]]] = {}
+        self._ids = itertools.count()
 
-    def _pruned(self, key: str, window_s: float) -> deque[float] | None:
+    def _pruned(self, key: str, window_s: float) -> deque[tuple[float, str]] | None:
         hits = self._hits.get(key)
         if hits is None:
             return None
         horizon = self._clock() - window_s
-        while hits and hits[0] <= horizon:
+        while hits and hits[0][0] <= horizon:
             hits.popleft()
         if not hits:
             del self._hits[key]
             return None
         return hits
 
-    async def add(self, key: str, window_s: float) -> None:
+    async def add(self, key: str, window_s: float) -> tuple[str, int]:
         hits = self._pruned(key, window_s)
         if hits is None:
             if len(self._hits) >= self.MAX_KEYS:  # forget the stalest keys rather than grow without bound
-                for stale in sorted(self._hits, key=lambda k: self._hits[k][-1])[: self.MAX_KEYS // 10]:
+                for stale in sorted(self._hits, key=lambda k: self._hits[k][-1][0])[: self.MAX_KEYS // 10]:
                     del self._hits[stale]
             hits = self._hits[key] = deque()
-        hits.append(self._clock())
+        hit = str(next(self._ids))
+        hits.append((self._clock(), hit))
+        return hit, len(hits)
+
+    async def discard(self, key: str, hit: str) -> None:
+        hits = self._hits.get(key)
+        if hits is None:
+            return
+        for entry in hits:
+            if entry[1] == hit:
+                hits.remove(entry)
+                break
+        if not hits:
+            del self._hits[key]
 
     async def recent(self, key: str, window_s: float) -> tuple[int, float]:
         hits = self._pruned(key, window_s)
         if hits is None:
             return 0, 0.0
-        return len(hits), max(0.0, hits[0] + window_s - self._clock())
+        return len(hits), max(0.0, hits[0][0] + window_s - self._clock())
 
     async def clear(self, key: str) -> None:
         self._hits.pop(key, None)
@@ -86,15 +108,24 @@ class RedisAttemptLog:
         self._redis = client
         self._prefix = prefix
 
-    async def add(self, key: str, window_s: float) -> None:
+    async def add(self, key: str, window_s: float) -> tuple[str, int]:
         now = time.time()
         name = self._prefix + key
+        hit = f"{now:.6f}:{uuid.uuid4().hex}"
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.zremrangebyscore(name, 0, now - window_s)
-                pipe.zadd(name, {f"{now:.6f}:{uuid.uuid4().hex}": now})
+                pipe.zadd(name, {hit: now})
                 pipe.expire(name, max(1, int(window_s) + 1))
-                await pipe.execute()
+                pipe.zcard(name)
+                *_, count = await pipe.execute()
+        except (OSError, RedisError) as exc:
+            raise BackendUnavailable(f"Redis is unreachable for login throttling: {exc}; check REDIS_URL") from exc
+        return hit, int(count)
+
+    async def discard(self, key: str, hit: str) -> None:
+        try:
+            await self._redis.zrem(self._prefix + key, hit)
         except (OSError, RedisError) as exc:
             raise BackendUnavailable(f"Redis is unreachable for login throttling: {exc}; check REDIS_URL") from exc
 
@@ -144,17 +175,40 @@ class LoginThrottle:
         for kind, key in self._keys(email, address).items():
             count, wait = await self.log.recent(key, self._window_s)
             if count >= self._limits[kind]:
-                subject = "this account" if kind == "account" else "your address"
-                raise RateLimited(
-                    f"too many failed sign-ins for {subject}; try again in {max(1, round(wait))} seconds",
-                    retry_after=max(1.0, wait),
-                )
+                raise self._refusal(kind, wait)
 
-    async def failed(self, email: str, address: str | None) -> None:
-        """Count one failed attempt against the account and the address."""
-        for key in self._keys(email, address).values():
-            await self.log.add(key, self._window_s)
+    async def begin(self, email: str, address: str | None) -> dict[str, str]:
+        """Count this attempt as a failure now (`RateLimited` if that is one too many).
 
-    async def succeeded(self, email: str) -> None:
-        """A correct password clears the account's failures (never the address's)."""
-        await self.log.clear(self._keys(email, None)["account"])
+        Returns the recorded hits, which `succeeded` forgives; a failed attempt needs no
+        further call. Counting up front is what stops guesses sent at the same moment.
+        """
+        await self.check(email, address)
+        hits: dict[str, str] = {}
+        over: str | None = None
+        for kind, key in self._keys(email, address).items():
+            hits[key], count = await self.log.add(key, self._window_s)
+            if count > self._limits[kind]:
+                over = kind
+        if over is not None:  # refused attempts are not counted
+            for key, hit in hits.items():
+                await self.log.discard(key, hit)
+            _, wait = await self.log.recent(self._keys(email, address)[over], self._window_s)
+            raise self._refusal(over, wait)
+        return hits
+
+    async def succeeded(self, email: str, hits: dict[str, str]) -> None:
+        """A correct password clears the account's failures and forgives this attempt at the address."""
+        account = self._keys(email, None)["account"]
+        await self.log.clear(account)
+        for key, hit in hits.items():
+            if key != account:
+                await self.log.discard(key, hit)
+
+    @staticmethod
+    def _refusal(kind: str, wait: float) -> RateLimited:
+        subject = "this account" if kind == "account" else "your address"
+        return RateLimited(
+            f"too many failed sign-ins for {subject}; try again in {max(1, round(wait))} seconds",
+            retry_after=max(1.0, wait),
+        )

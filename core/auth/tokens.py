@@ -116,7 +116,7 @@ class AccessTokens:
             raise _refuse("it is not a signed JWT")
         try:
             header = _b64json(parts[0])
-        except (ValueError, UnicodeError, binascii.Error) as exc:
+        except (ValueError, UnicodeError, binascii.Error, RecursionError) as exc:  # deep nesting exhausts json
             raise _refuse("its header is not valid JSON") from exc
         if header.get("alg") != ALGORITHM:
             raise _refuse(f"algorithm {str(header.get('alg'))[:20]!r} is not accepted")
