@@ -203,6 +203,13 @@ class AppSettings(BaseSettings):
             problems.append("MASTER_KEYS is missing or a placeholder")
         if self.sandbox.backend == "unsafe-subprocess":
             problems.append("SANDBOX_BACKEND=unsafe-subprocess is for development only")
+        if (
+            self.mail.enabled
+            and self.mail.security == "none"
+            and self.mail.password.get_secret_value()
+            and not _is_loopback(self.mail.host.strip())
+        ):
+            problems.append("SMTP_PASSWORD would travel unencrypted: set SMTP_SECURITY=starttls or tls")
         if problems:
             raise ValueError(f"refusing to start in {self.env}: " + "; ".join(problems))
         return self

@@ -157,3 +157,23 @@ def test_development_refuses_an_http_issuer_off_loopback(
     monkeypatch.setenv("OIDC_CLIENT_ID", "crewcanvas")
     with pytest.raises(ConfigurationError, match=r"\(or http:// on a loopback address\)"):
         AppSettings.load()
+
+
+@pytest.mark.parametrize(("host", "refused"), [("smtp.example.com", True), ("127.0.0.1", False)])
+def test_production_refuses_an_smtp_password_sent_in_clear(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, host: str, refused: bool
+) -> None:
+    _production(monkeypatch)
+    for name, value in {
+        "SMTP_HOST": host,
+        "SMTP_FROM": "crewcanvas@example.com",
+        "SMTP_SECURITY": "none",
+        "SMTP_USERNAME": "mailer",
+        "SMTP_PASSWORD": "mail-password",
+    }.items():
+        monkeypatch.setenv(name, value)
+    if refused:
+        with pytest.raises(ConfigurationError, match="SMTP_PASSWORD would travel unencrypted"):
+            AppSettings.load()
+    else:
+        assert AppSettings.load().mail.enabled

@@ -71,7 +71,20 @@ def start_app(data_dir: Path, extra_env: dict[str, str] | None = None) -> tuple[
         key: value
         for key, value in os.environ.items()
         if not key.startswith(
-            ("APP_", "DB_", "REDIS_", "MONGODB_", "SANDBOX_", "LLM_", "SECURITY_", "OIDC_", "PYTEST_", "NICEGUI_")
+            (
+                "APP_",
+                "DB_",
+                "REDIS_",
+                "MONGODB_",
+                "SANDBOX_",
+                "LLM_",
+                "SECURITY_",
+                "OIDC_",
+                "AUTH_",
+                "SMTP_",
+                "PYTEST_",
+                "NICEGUI_",
+            )
         )
         and key not in {"DATABASE_URL", "MASTER_KEYS", "SECRET_KEY", "REDIS_URL", "MONGODB_URL"}
     }
