@@ -9,7 +9,10 @@ which user they are:
    that address, now linked; or a new user without a password.
 
 An unverified address is never used to link, so nobody can take over an account by
-registering its address at some provider. An account already linked to one identity at a
+registering its address at some provider. The other way round, an account here whose
+address was never verified may have been registered by someone else (sign-up does not
+check addresses): when the address's verified owner arrives, that account's password,
+sign-ins and API keys end, so whoever chose them cannot stay in. An account already linked to one identity at a
 provider is not linked to a second one there by email: providers reassign addresses (a
 mailbox handed to a new employee), and the new holder must not inherit the old account.
 """
@@ -19,13 +22,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.auth.directory import UserInfo, normalize_email, user_info
 from core.errors import AuthenticationFailed, Conflict, InvalidInput
+from db.base import utcnow
 from db.database import Database
-from db.models.control import OIDCLink, User
+from db.models.control import ApiKey, OIDCLink, RefreshToken, UISession, User
 
 
 class OIDCAccounts:
@@ -75,6 +80,8 @@ class OIDCAccounts:
                         "the account with this email address is linked to another identity at this provider; "
                         "sign in with that identity or with a password"
                     )
+                if not user.email_verified:
+                    await _reclaim(session, user)
                 user.email_verified = True
             session.add(OIDCLink(issuer=issuer, subject=subject, user_id=user.id, email=address))
             try:
@@ -82,3 +89,19 @@ class OIDCAccounts:
             except IntegrityError as exc:
                 raise Conflict("this sign-in was linked at the same moment elsewhere; try again") from exc
             return user_info(user)
+
+
+async def _reclaim(session: AsyncSession, user: User) -> None:
+    """End everything the holder of an unverified account may have set up (in the caller's transaction)."""
+    now = utcnow()
+    user.password_hash = None
+    user.token_version += 1  # access tokens and browser sessions check it
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    await session.execute(
+        update(ApiKey).where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None)).values(revoked_at=now)
+    )
+    await session.execute(delete(UISession).where(UISession.user_id == user.id))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import uuid
 
 import httpx
 import pytest
@@ -254,3 +255,39 @@ async def test_one_api_key_used_by_many_requests_at_once(client: httpx.AsyncClie
             *(client.get("/api/members", headers={"Authorization": f"Bearer {key}"}) for _ in range(10))
         )
         assert [r.status_code for r in responses] == [200] * 10
+
+
+# -- OIDC linking by email -------------------------------------------------------------------------------
+
+
+async def test_whoever_registered_an_unverified_address_loses_the_account_to_its_verified_owner(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """Pre-registration takeover: someone signs up with another person's address (nobody checks it),
+    keeps a password, tokens and an API key, and waits for the real owner to arrive through OIDC.
+    Once the owner's verified identity is linked, none of what the squatter holds may still work."""
+    squatter = await sign_up(client, "ada@example.com", "trap")
+    key = (await client.post("/api/api-keys", headers=squatter.headers, json={"name": "backdoor"})).json()["key"]
+    squatter_id = uuid.UUID(str((await me(client, squatter.headers))["user"]["id"]))  # type: ignore[index]  # JSON
+    ui_session = await services.identity.sessions.create(squatter_id)
+
+    claims = {"sub": "ada-at-idp", "email": "ada@example.com", "email_verified": True, "name": "Ada"}
+    owner = await services.identity.oidc.sign_in("https://idp.example", claims)
+
+    assert (await client.get("/api/auth/me", headers=squatter.headers)).status_code == 401
+    refreshed = await client.post("/api/auth/refresh", json={"refresh_token": squatter.refresh})
+    assert refreshed.status_code == 401
+    assert (await client.get("/api/auth/me", headers={"Authorization": f"Bearer {key}"})).status_code == 401
+    assert await services.identity.sessions.resolve(ui_session) is None
+    login = await client.post("/api/auth/login", json={"email": "ada@example.com", "password": PASSWORD})
+    assert login.status_code == 401
+    assert owner.email_verified
+    assert not owner.has_password
+    # The owner's own sign-in works.
+    assert await services.identity.sessions.resolve(await services.identity.sessions.create(owner.id)) is not None
+
+
+async def me(client: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, object]:
+    response = await client.get("/api/auth/me", headers=headers)
+    assert response.status_code == 200
+    return dict(response.json())

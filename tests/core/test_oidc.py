@@ -60,8 +60,20 @@ async def test_verified_email_links_an_existing_password_account(db: Database) -
     existing = await add_user(db, "ada@example.com")
     user = await OIDCAccounts(db).sign_in(ISSUER, claims("s1", "ADA@example.com"))
     assert user.id == existing
-    assert user.has_password
+    assert not user.has_password  # its address was never verified: whoever chose the password is out
     assert await links(db) == [(ISSUER, "s1", existing)]
+
+
+async def test_an_account_with_a_verified_address_keeps_its_password_when_linked(db: Database) -> None:
+    existing = await add_user(db, "ada@example.com")
+    async with db.control_session() as session:
+        row = await session.get(User, existing)
+        assert row is not None
+        row.email_verified = True
+        await session.commit()
+    user = await OIDCAccounts(db).sign_in(ISSUER, claims("s1", "ada@example.com"))
+    assert user.id == existing
+    assert user.has_password
 
 
 async def test_unverified_email_neither_links_nor_creates(db: Database) -> None:

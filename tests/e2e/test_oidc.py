@@ -221,7 +221,9 @@ def test_verified_email_links_an_existing_password_account(
     journey = sign_in(client, live_app, provider)
     assert journey.path == "/tenants"
     assert slug in journey.final.text  # the password account's own tenant
-    assert users_with(live_app, email) == [(user_id, password_hash)]  # same account, password kept
+    assert password_hash is not None
+    # Same account; its address was never verified, so the password (whoever chose it) ends.
+    assert users_with(live_app, email) == [(user_id, None)]
     assert links_of(live_app, user_id) == [(provider.issuer, person.sub)]
 
 
