@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from core.auth.directory import MembershipInfo, UserInfo, aware, membership_of, memberships_of, user_info
 from core.auth.opaque import digest, new_secret
@@ -76,19 +76,26 @@ class SessionService:
             if row is None:
                 return None
             ui_session, user = row[0], row[1]
-            if (
+            stale = (
                 aware(ui_session.expires_at) <= utcnow()
                 or not user.is_active
                 or ui_session.token_version != user.token_version
-            ):
-                await session.delete(ui_session)
+            )
+            tenants = [] if stale else await memberships_of(session, user.id)
+        # Writes get transactions of their own that start with the write: SQLite (WAL) cannot
+        # upgrade a read transaction that a concurrent resolve of the same session overtook.
+        if stale:
+            async with self._db.control_session() as session:
+                await session.execute(delete(UISession).where(UISession.id == ui_session.id))
                 await session.commit()
-                return None
-            tenants = await memberships_of(session, user.id)
-            current = next((t for t in tenants if t.tenant_id == ui_session.tenant_id), None)
-            if current is None and tenants:  # removed from the tenant it was in: move to another
-                current = tenants[0]
-                ui_session.tenant_id = current.tenant_id
+            return None
+        current = next((t for t in tenants if t.tenant_id == ui_session.tenant_id), None)
+        if current is None and tenants:  # removed from the tenant it was in: move to another
+            current = tenants[0]
+            async with self._db.control_session() as session:
+                await session.execute(
+                    update(UISession).where(UISession.id == ui_session.id).values(tenant_id=current.tenant_id)
+                )
                 await session.commit()
         context = current.context(user.id) if current else None
         return SessionState(user_info(user), context, tenants)

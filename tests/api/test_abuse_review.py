@@ -291,3 +291,26 @@ async def me(client: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, ob
     response = await client.get("/api/auth/me", headers=headers)
     assert response.status_code == 200
     return dict(response.json())
+
+
+async def test_a_browser_session_resolved_many_times_at_once_after_a_removal(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """Several handlers resolving one session while it moves to the user's other tenant must all succeed."""
+    alice = await sign_up(client, "alice@example.com", "acme")
+    bob = await sign_up(client, "bob@example.com", "bobco")
+    token = await invite(client, alice, "editor")
+    accepted = await client.post("/api/members/invites/accept", headers=bob.headers, json={"token": token})
+    assert accepted.status_code == 200
+    bob_id = uuid.UUID(str((await me(client, bob.headers))["user"]["id"]))  # type: ignore[index]  # JSON
+    for _ in range(3):
+        sid = await services.identity.sessions.create(bob_id, uuid.UUID(accepted.json()["tenant_id"]))
+        members = (await client.get("/api/members", headers=alice.headers)).json()
+        bob_member = next(m["user_id"] for m in members if m["email"] == "bob@example.com")
+        assert (await client.delete(f"/api/members/{bob_member}", headers=alice.headers)).status_code == 204
+        states = await asyncio.gather(*(services.identity.sessions.resolve(sid) for _ in range(10)))
+        assert all(s is not None and s.context is not None and s.context.tenant_slug == "bobco" for s in states)
+        token = await invite(client, alice, "editor")
+        assert (
+            await client.post("/api/members/invites/accept", headers=bob.headers, json={"token": token})
+        ).status_code == 200
