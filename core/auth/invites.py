@@ -280,6 +280,9 @@ class InviteService:
                 raise PermissionDenied(
                     "this invitation is for another email address; sign in as that address to accept it"
                 )
+        # Its own transaction, starting with the write: SQLite (WAL) refuses to upgrade a read
+        # transaction to a write once another writer got in first ("database is locked").
+        async with self._db.control_session() as session:
             taken = await session.execute(
                 update(Invite)
                 .where(Invite.id == invite.id, Invite.accepted_at.is_(None))

@@ -177,17 +177,7 @@ async def test_accepting_an_invite_to_a_tenant_you_are_in_keeps_your_role_and_th
     assert carol.tenant == "acme"
 
 
-async def test_an_invite_token_works_once_even_when_raced(
-    client: httpx.AsyncClient, db_url: str, request: pytest.FixtureRequest
-) -> None:
-    if db_url.startswith("sqlite"):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="InviteService.accept reads then writes in one transaction; on SQLite (WAL) the losers "
-                "get 'database is locked' (500) instead of 409: open the write in a fresh transaction",
-            )
-        )
+async def test_an_invite_token_works_once_even_when_raced(client: httpx.AsyncClient) -> None:
     alice = await sign_up(client, "alice@example.com", "acme")
     token = await invite(client, alice, "editor")
     responses = await asyncio.gather(
