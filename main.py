@@ -100,9 +100,11 @@ def serve(args: argparse.Namespace) -> None:
     from nicegui import app, ui
 
     from api.app import install_api
+    from core import log_redaction
     from core.services import build_services
     from ui.app import install_ui
 
+    log_redaction.install()  # one-time tickets and codes in redirect URLs stay out of the access log
     services = build_services(settings)
     install_api(app, services)
     install_ui(services)

@@ -105,6 +105,11 @@ def test_a_cookie_copied_before_sign_in_is_not_signed_in_afterwards(
     after = {c["name"]: c["value"] for c in page.context.cookies()}
     assert after["session"] != {c["name"]: c["value"] for c in before}["session"]
 
+    # The hand-over's one-time ticket went through the access log redacted.
+    log = live_app.log()
+    assert "/auth/session?ticket=[redacted]" in log
+    assert not re.search(r"ticket=(?!\[redacted\])", log)
+
     copied = browser.new_context()
     try:
         copied.add_cookies(before)  # type: ignore[arg-type]  # Cookie and SetCookieParam share their keys
