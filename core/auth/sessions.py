@@ -109,9 +109,13 @@ class SessionService:
             found = await membership_of(session, ui_session.user_id, slug=slug)
             if found is None:
                 raise NotFound(f"you have no tenant named {slug[:50]!r}; pick one of yours")
-            ui_session.tenant_id = found.tenant_id
+            session_row, user_id = ui_session.id, ui_session.user_id
+        # The write in a transaction of its own: SQLite (WAL) refuses to upgrade a read transaction.
+        async with self._db.control_session() as session:
+            moved = update(UISession).where(UISession.id == session_row).values(tenant_id=found.tenant_id)
+            await session.execute(moved)
             await session.commit()
-        return found.context(ui_session.user_id)
+        return found.context(user_id)
 
     async def end(self, token: str | None) -> None:
         """Sign out: the session id stops working."""
