@@ -266,4 +266,5 @@ async def test_a_malformed_body_is_refused_without_echoing_what_was_sent(
     assert response.status_code == 422
     assert "canary-Pa55word-7f3a" not in response.text
     problems = response.json()["detail"]
-    assert problems and all({"loc", "msg", "type"} == set(p) for p in problems)
+    assert problems
+    assert all({"loc", "msg", "type"} == set(p) for p in problems)
