@@ -1,26 +1,63 @@
 #!/usr/bin/env bash
 # Install the locked Python dependencies into .venv with uv, showing progress.
-# The first install compiles llama-cpp-python from source (about 13 minutes on 2 cores);
-# uv keeps the built wheel in its cache, so later installs take seconds.
+#
+# llama-cpp-python has no binary wheel on PyPI: the first install compiles it (about 13
+# minutes on 2 cores). uv caches the wheel it builds, but keyed on a revision of the sdist
+# that uv renews when it revalidates the download, which made clean clones compile again.
+# So the wheel built from the locked sdist is also kept in a wheelhouse of our own
+# (~/.cache/crewcanvas/wheels, shared by every clone on this machine) and installed from
+# there; everything else comes from uv.lock as usual.
 set -euo pipefail
 uv="$1"; python="$2"
 
-if [ -x .venv/bin/python ] && .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
-  exec "$uv" sync --frozen --python "$python"
+pkg=llama-cpp-python
+version=$(awk -v name="name = \"$pkg\"" '$0 == name { getline; gsub(/"/, "", $3); print $3; exit }' uv.lock)
+[ -n "$version" ] || { echo "cannot find $pkg in uv.lock"; exit 1; }
+house="${XDG_CACHE_HOME:-$HOME/.cache}/crewcanvas/wheels"
+wheel_glob="llama_cpp_python-${version}-*.whl"
+
+have_version() {
+  [ -x .venv/bin/python ] && .venv/bin/python - "$version" <<'EOF' 2>/dev/null
+import sys
+from importlib.metadata import version
+sys.exit(version("llama-cpp-python") != sys.argv[1])
+EOF
+}
+
+wheel=$(ls "$house"/$wheel_glob 2>/dev/null | head -n 1 || true)
+if [ -n "$wheel" ]; then
+  "$uv" sync --frozen --python "$python" --no-install-package "$pkg"
+  if ! have_version; then
+    echo "==> installing $pkg $version from the wheelhouse ($wheel)"
+    "$uv" pip install --python .venv/bin/python --no-deps "$wheel"
+  fi
+  exit 0
 fi
 
-echo "==> first install: llama-cpp-python may be compiled from source (about 13 minutes on 2 cores, once;"
-echo "    the wheel is cached afterwards). Compiler progress lines ([n/m]) and a heartbeat follow."
-start=$(date +%s)
-( while sleep 30; do echo "    ... still installing, $(( ($(date +%s) - start) / 60 ))m$(( ($(date +%s) - start) % 60 ))s elapsed"; done ) &
-heartbeat=$!
-trap 'kill $heartbeat 2>/dev/null || true' EXIT
-# -v streams the build backend's output; keep the lines that show how far the build is.
-set +e
-"$uv" sync --frozen --python "$python" -v 2>&1 \
-  | grep --line-buffered -E '^\s*\[[0-9]+/[0-9]+\]|Building|Built|Prepared|Installed|Uninstalled|error|Error' \
-  | grep --line-buffered -v 'DEBUG'
-status=${PIPESTATUS[0]}
-set -e
-[ "$status" = 0 ] || { echo "dependency install failed (uv exit $status); rerun: $uv sync --frozen -v"; exit "$status"; }
-echo "==> dependencies installed in $(( $(date +%s) - start ))s"
+if have_version; then
+  "$uv" sync --frozen --python "$python"
+else
+  echo "==> first install: $pkg $version is compiled from source (about 13 minutes on 2 cores, once;"
+  echo "    the wheel is kept in $house afterwards). Compiler progress lines ([n/m]) and a heartbeat follow."
+  start=$(date +%s)
+  ( while sleep 30; do echo "    ... still installing, $(( ($(date +%s) - start) / 60 ))m$(( ($(date +%s) - start) % 60 ))s elapsed"; done ) &
+  heartbeat=$!
+  trap 'kill $heartbeat 2>/dev/null || true' EXIT
+  # -v streams the build backend's output; keep the lines that show how far the build is.
+  set +e
+  "$uv" sync --frozen --python "$python" -v 2>&1 \
+    | grep --line-buffered -E '^\s*\[[0-9]+/[0-9]+\]|Building|Built|Prepared|Installed|Uninstalled|error|Error' \
+    | grep --line-buffered -v 'DEBUG'
+  status=${PIPESTATUS[0]}
+  set -e
+  [ "$status" = 0 ] || { echo "dependency install failed (uv exit $status); rerun: $uv sync --frozen -v"; exit "$status"; }
+  echo "==> dependencies installed in $(( $(date +%s) - start ))s"
+fi
+
+# Keep the wheel uv built (from the locked, hash-checked sdist) for the next clone.
+built=$(find "$("$uv" cache dir)" -name "$wheel_glob" -type f 2>/dev/null | head -n 1 || true)
+if [ -n "$built" ]; then
+  mkdir -p "$house"
+  cp "$built" "$house/.partial.whl" && mv "$house/.partial.whl" "$house/$(basename "$built")"
+  echo "==> kept $(basename "$built") in $house"
+fi
