@@ -7,6 +7,7 @@ is the production code path.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,20 @@ def identity_settings(tmp_path: Path, db_url: str, **auth: object) -> AppSetting
     )
     settings.db.url = db_url
     return settings
+
+
+@asynccontextmanager
+async def api_client(settings: AppSettings) -> AsyncIterator[tuple[httpx.AsyncClient, Services]]:
+    """The whole API (every router) for `settings`, migrated, over httpx; closed afterwards."""
+    built = build_services(settings)
+    await built.start()
+    application = FastAPI()
+    install_api(application, built)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://test") as http:
+            yield http, built
+    finally:
+        await built.close()
 
 
 @pytest.fixture

@@ -8,12 +8,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from api.app import install_api
-from core.services import build_services
 from core.settings import MailSettings
-from tests.api.conftest import PASSWORD, Account, identity_settings, log_in, sign_up
+from tests.api.conftest import PASSWORD, Account, api_client, identity_settings, log_in, sign_up
 from tests.fixtures import smtp as _smtp
 from tests.fixtures.smtp import MailServer
 
@@ -248,15 +245,8 @@ async def mail_client(db_url: str, tmp_path: Path, mail_server: MailServer) -> A
         security="none",
         invites_per_hour=2,
     )
-    services = build_services(settings)
-    await services.start()
-    app = FastAPI()
-    install_api(app, services)
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
-            yield http
-    finally:
-        await services.close()
+    async with api_client(settings) as (http, _services):
+        yield http
 
 
 async def test_an_invite_by_email_is_mailed_and_the_mailed_link_lets_that_address_join(

@@ -16,13 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from pydantic import SecretStr
 
-from api.app import install_api
-from core.services import Services, build_services
 from core.settings import AppSettings
-from tests.api.conftest import Account, identity_settings, sign_up
+from tests.api.conftest import Account, api_client, identity_settings, sign_up
 from tests.api.test_members import invite, join
 from tests.fixtures import llm_server as _scripted
 from tests.fixtures.llm_server import Reply, ScriptedLLMServer
@@ -45,22 +42,10 @@ def llm_settings(tmp_path: Path, db_url: str, *, allow_private: bool) -> AppSett
     return settings
 
 
-async def _client(settings: AppSettings) -> AsyncIterator[tuple[httpx.AsyncClient, Services]]:
-    services = build_services(settings)
-    await services.start()
-    app = FastAPI()
-    install_api(app, services)
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
-            yield http, services
-    finally:
-        await services.close()
-
-
 @pytest.fixture
 async def client(db_url: str, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     """The whole API on each database backend; the scripted server (loopback) is allowed, as an operator would."""
-    async for http, _services in _client(llm_settings(tmp_path, db_url, allow_private=True)):
+    async with api_client(llm_settings(tmp_path, db_url, allow_private=True)) as (http, _services):
         yield http
 
 
@@ -68,7 +53,7 @@ async def client(db_url: str, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient
 async def guarded_client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     """The API with the SSRF guard on (the production default)."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'control.db'}"
-    async for http, _services in _client(llm_settings(tmp_path, url, allow_private=False)):
+    async with api_client(llm_settings(tmp_path, url, allow_private=False)) as (http, _services):
         yield http
 
 

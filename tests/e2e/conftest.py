@@ -6,7 +6,8 @@ break later async tests):
 - `live_app`: a `LiveApp` with `base_url`, the app's data dir and extra env; the app
   runs `main.py` on a free port with its own data dir (SQLite) and the `test` env.
 - `browser`: one headless Chromium per module.
-- `page`: a fresh browser context + page per test (own cookies, so own NiceGUI user).
+- `page`: a fresh browser context + page per test (own cookies, so own NiceGUI user);
+  `other_page`: a second person's, beside it.
 - `sign_up(page, email=..., password=..., workspace=...)`: the sign-up journey, returns
   the `Account` it created (email, password, tenant slug).
 """
@@ -166,6 +167,17 @@ def page(browser: Browser) -> Iterator[Page]:
     page = context.new_page()
     try:
         yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def other_page(browser: Browser) -> Iterator[Page]:
+    """A second person: their own browser context (own cookies, own NiceGUI user)."""
+    context = browser.new_context()
+    context.set_default_timeout(20_000)
+    try:
+        yield context.new_page()
     finally:
         context.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -16,17 +16,6 @@ from tests.e2e.conftest import Account, LiveApp, unique
 pytestmark = pytest.mark.e2e
 
 SignUp = Callable[..., Account]
-
-
-@pytest.fixture
-def other_page(browser: Browser) -> Iterator[Page]:
-    """A second person: their own browser context (own cookies, own NiceGUI user)."""
-    context = browser.new_context()
-    context.set_default_timeout(20_000)
-    try:
-        yield context.new_page()
-    finally:
-        context.close()
 
 
 def pick(page: Page, select_testid: str, option: str) -> None:
