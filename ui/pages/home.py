@@ -26,6 +26,7 @@ QUICK_LINKS: list[tuple[str, str, str, Role]] = [
     ("Members", "/members", "Who works in this tenant, with which role; invite people.", Role.VIEWER),
     ("API keys", "/api-keys", "Keys for programs that call the API in your name.", Role.VIEWER),
     ("Tenants", "/tenants", "Your tenants: open another one or create a new one.", Role.VIEWER),
+    ("API reference", "/api/docs", "Every route of the REST API; every action here has an API twin.", Role.VIEWER),
 ]
 
 
