@@ -97,7 +97,7 @@ def serve(args: argparse.Namespace) -> None:
     storage.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.environ.setdefault("NICEGUI_STORAGE_PATH", str(storage))
 
-    from nicegui import app, ui
+    from nicegui import app, background_tasks, ui
 
     from api.app import install_api
     from core import log_redaction
@@ -108,7 +108,13 @@ def serve(args: argparse.Namespace) -> None:
     services = build_services(settings)
     install_api(app, services)
     install_ui(services)
-    app.on_startup(services.start)
+
+    async def start() -> None:
+        await services.start()
+        # What a crashed earlier process left in the sandbox: swept beside serving, never blocking it.
+        background_tasks.create(services.tools.sweep_sandbox(), name="sandbox sweep")
+
+    app.on_startup(start)
     app.on_shutdown(services.close)
     if args.native:
         try:

@@ -31,10 +31,9 @@ class Services:
     backends: dict[str, str] = field(default_factory=dict)
 
     async def start(self) -> None:
-        """Bring storage to head (control plane, then every tenant); sweep sandbox runs a crash left."""
+        """Bring storage to head (control plane, then every tenant)."""
         report = await migrate_all(self.db, concurrency=self.settings.db.migrate_concurrency)
         log.info("migrated control plane and %d tenant(s)", len(report.migrated))
-        await self.tools.sweep_sandbox()
         await self.llm_stack.start()
 
     async def close(self) -> None:
