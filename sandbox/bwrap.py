@@ -102,10 +102,7 @@ class BwrapBackend(SandboxBackend):
     def cgroups(self) -> Cgroups:
         """Where this backend puts run cgroups (discovered on first use)."""
         if self._cgroups is None:
-            if self.use_cgroups:
-                self._cgroups = Cgroups.discover(parent=self.cgroup_parent)
-            else:
-                self._cgroups = Cgroups.disabled("cgroups switched off in the backend options")
+            self._cgroups = Cgroups.for_backend(enabled=self.use_cgroups, parent=self.cgroup_parent)
         return self._cgroups
 
     def check_prerequisites(self) -> None:

@@ -188,6 +188,11 @@ class Cgroups:
         return cls(None, {}, reason)
 
     @classmethod
+    def for_backend(cls, *, enabled: bool, parent: str | None) -> Cgroups:
+        """What a backend's ``use_cgroups`` / ``cgroup_parent`` options ask for."""
+        return cls.discover(parent=parent) if enabled else cls.disabled("cgroups switched off in the backend options")
+
+    @classmethod
     def discover(
         cls,
         *,

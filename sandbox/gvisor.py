@@ -203,11 +203,7 @@ class GVisorBackend(SandboxBackend):
     @property
     def cgroups(self) -> Cgroups:
         if self._cgroups is None:
-            self._cgroups = (
-                Cgroups.discover(parent=self.cgroup_parent)
-                if self.use_cgroups
-                else Cgroups.disabled("cgroups switched off in the backend options")
-            )
+            self._cgroups = Cgroups.for_backend(enabled=self.use_cgroups, parent=self.cgroup_parent)
         return self._cgroups
 
     def runsc_argv(self, *extra: str, state_dir: Path | None = None) -> list[str]:

@@ -160,26 +160,25 @@ def browser() -> Iterator[Browser]:
             chromium.close()
 
 
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context()
-    context.set_default_timeout(20_000)
-    page = context.new_page()
-    try:
-        yield page
-    finally:
-        context.close()
-
-
-@pytest.fixture
-def other_page(browser: Browser) -> Iterator[Page]:
-    """A second person: their own browser context (own cookies, own NiceGUI user)."""
+def person(browser: Browser) -> Iterator[Page]:
+    """A page in a browser context of its own: own cookies, so its own NiceGUI user."""
     context = browser.new_context()
     context.set_default_timeout(20_000)
     try:
         yield context.new_page()
     finally:
         context.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    yield from person(browser)
+
+
+@pytest.fixture
+def other_page(browser: Browser) -> Iterator[Page]:
+    """A second person beside `page`."""
+    yield from person(browser)
 
 
 @dataclass(frozen=True)
