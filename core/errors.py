@@ -13,6 +13,20 @@ CoreError
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with the input: where (`field`, dotted: `models.3`) and why."""
+
+    field: str
+    message: str
+
 
 class CoreError(Exception):
     """Root of every error core raises."""
@@ -23,7 +37,19 @@ class ConfigurationError(CoreError):
 
 
 class InvalidInput(CoreError):
-    """The caller sent something malformed."""
+    """The caller sent something malformed; `problems` names each field that is wrong."""
+
+    def __init__(self, message: str, *, field: str | None = None, problems: list[Problem] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems if problems is not None else ([Problem(field, message)] if field else [])
+
+    @classmethod
+    def from_validation(cls, exc: ValidationError, what: str = "input") -> InvalidInput:
+        """One `InvalidInput` for every problem pydantic found, never echoing the submitted values."""
+        found = problems_of(exc)
+        summary = "; ".join(f"{p.field}: {p.message}" for p in found[:5])
+        more = f" (and {len(found) - 5} more)" if len(found) > 5 else ""
+        return cls(f"invalid {what}: {summary}{more}", problems=found)
 
 
 class NotFound(CoreError):
@@ -52,3 +78,11 @@ class RateLimited(CoreError):
 
 class BackendUnavailable(CoreError):
     """A configured backend cannot be reached."""
+
+
+def problems_of(exc: ValidationError) -> list[Problem]:
+    """pydantic's errors as `{field, message}` problems (the values themselves are left out: they may be secrets)."""
+    return [
+        Problem(".".join(str(part) for part in error["loc"]) or "input", str(error["msg"]).removeprefix("Value error, "))
+        for error in exc.errors(include_input=False, include_url=False)
+    ]

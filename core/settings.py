@@ -24,10 +24,19 @@ Environment = Literal["development", "test", "production"]
 _PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "development", "default"})
 
 
-class DatabaseSettings(BaseSettings):
+class EnvSettings(BaseSettings):
+    """Base of every settings area: read from the environment and from `.env` in the working directory.
+
+    The environment wins over `.env`; names unknown to an area are left to the others.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+
+class DatabaseSettings(EnvSettings):
     """Relational store: SQLite files under `data/` by default, PostgreSQL in production."""
 
-    model_config = SettingsConfigDict(env_prefix="DB_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="DB_")
 
     url: str = Field(default="", validation_alias="DATABASE_URL")
     pool_size: int = 10
@@ -36,27 +45,27 @@ class DatabaseSettings(BaseSettings):
     echo: bool = False
 
 
-class RedisSettings(BaseSettings):
+class RedisSettings(EnvSettings):
     """Event bus and rate limits: in-process by default, Redis when `REDIS_URL` is set."""
 
-    model_config = SettingsConfigDict(env_prefix="REDIS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="REDIS_")
 
     url: str = Field(default="", validation_alias="REDIS_URL")
 
 
-class MongoSettings(BaseSettings):
+class MongoSettings(EnvSettings):
     """Usage log: a relational table by default, MongoDB when `MONGODB_URL` is set."""
 
-    model_config = SettingsConfigDict(env_prefix="MONGODB_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="MONGODB_")
 
     url: str = Field(default="", validation_alias="MONGODB_URL")
     database: str = "crewcanvas"
 
 
-class SandboxSettings(BaseSettings):
+class SandboxSettings(EnvSettings):
     """Where untrusted tool code runs."""
 
-    model_config = SettingsConfigDict(env_prefix="SANDBOX_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SANDBOX_")
 
     backend: Literal["bwrap", "gvisor", "kubernetes", "unsafe-subprocess"] = Field(
         default="bwrap", validation_alias="SANDBOX_BACKEND"
@@ -72,10 +81,10 @@ class SandboxSettings(BaseSettings):
     kubernetes_ephemeral_storage: str = "10Gi"
 
 
-class LLMSettings(BaseSettings):
+class LLMSettings(EnvSettings):
     """LLM routing defaults."""
 
-    model_config = SettingsConfigDict(env_prefix="LLM_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="LLM_")
 
     allow_private_endpoints: bool | None = None
     request_timeout_s: float = 60.0
@@ -89,19 +98,19 @@ class LLMSettings(BaseSettings):
     local_context: int = 2048
 
 
-class SecuritySettings(BaseSettings):
+class SecuritySettings(EnvSettings):
     """Secrets: master keys for credentials, the signing key for sessions and tokens."""
 
-    model_config = SettingsConfigDict(env_prefix="SECURITY_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="SECURITY_")
 
     master_keys: SecretStr = Field(default=SecretStr(""), validation_alias="MASTER_KEYS")
     secret_key: SecretStr = Field(default=SecretStr(""), validation_alias="SECRET_KEY")
 
 
-class AuthSettings(BaseSettings):
+class AuthSettings(EnvSettings):
     """Sign-in: token lifetimes, Argon2 cost, login throttling."""
 
-    model_config = SettingsConfigDict(env_prefix="AUTH_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="AUTH_")
 
     access_token_ttl_s: int = Field(default=900, ge=30)
     refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=60)
@@ -120,10 +129,10 @@ class AuthSettings(BaseSettings):
     signup_enabled: bool = True
 
 
-class OIDCSettings(BaseSettings):
+class OIDCSettings(EnvSettings):
     """Optional "Sign in with ..." through an OpenID Connect provider; off unless issuer and client id are set."""
 
-    model_config = SettingsConfigDict(env_prefix="OIDC_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="OIDC_")
 
     issuer: str = ""
     client_id: str = ""
@@ -136,10 +145,10 @@ class OIDCSettings(BaseSettings):
         return bool(self.issuer and self.client_id)
 
 
-class MailSettings(BaseSettings):
+class MailSettings(EnvSettings):
     """Outgoing mail (invitations) through an SMTP server; off unless `SMTP_HOST` is set."""
 
-    model_config = SettingsConfigDict(env_prefix="SMTP_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="SMTP_", populate_by_name=True)
 
     host: str = ""
     # 0: the usual port for `security` (25 for none, 587 for starttls, 465 for tls).
@@ -169,10 +178,10 @@ class MailSettings(BaseSettings):
         return self
 
 
-class AppSettings(BaseSettings):
+class AppSettings(EnvSettings):
     """Every setting of the application, from the environment (and `.env`)."""
 
-    model_config = SettingsConfigDict(env_prefix="APP_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="APP_")
 
     env: Environment = "development"
     data_dir: Path = Path("data")

@@ -26,14 +26,14 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.context import Role, TenantContext
 from core.errors import BackendUnavailable, ConfigurationError, Conflict, InvalidInput, NotFound
-from core.settings import SandboxSettings
+from core.settings import EnvSettings, SandboxSettings
 from core.tool_schemas import check_input_schema, example_input, parse_input, validate_input
 from db.database import Database
 from db.models import Tool
@@ -81,10 +81,10 @@ class SandboxFailedError(BackendUnavailable):
     """The sandbox backend broke while running a tool."""
 
 
-class ToolSettings(BaseSettings):
+class ToolSettings(EnvSettings):
     """Operator limits for tools: `TOOLS_MAX_LIMITS` (JSON, `Limits` field names) and concurrency."""
 
-    model_config = SettingsConfigDict(env_prefix="TOOLS_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TOOLS_")
 
     max_limits: dict[str, float] = Field(default_factory=dict)
     max_concurrent_runs: int = Field(default=4, ge=1, le=256)

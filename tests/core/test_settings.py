@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings
 from core.errors import ConfigurationError
 from core.services import describe_backends
 from core.settings import AppSettings
+from core.tools import ToolSettings
 
 STRONG = "x" * 40
 
@@ -52,6 +53,48 @@ def test_backend_variables_select_production_backends(clean_env: Path, monkeypat
     assert backends["usage"] == "mongodb"
     assert backends["sandbox"] == "kubernetes"
     assert "hunter2" not in repr(backends)
+
+
+def test_every_area_reads_dot_env_in_the_working_directory(clean_env: Path) -> None:
+    """What `.env.example` tells people to do: copy it to `.env` and edit; every area must see it."""
+    (clean_env / ".env").write_text(
+        "DATABASE_URL=postgresql+asyncpg://u:pw@db.example/cc\n"
+        "DB_POOL_SIZE=3\n"
+        "REDIS_URL=redis://127.0.0.1:6379/5\n"
+        "MONGODB_URL=mongodb://127.0.0.1:27017\n"
+        "SANDBOX_BACKEND=gvisor\n"
+        "SANDBOX_KUBERNETES_CPU=1\n"
+        "LLM_TENANT_RPM=7\n"
+        "AUTH_ACCESS_TOKEN_TTL_S=120\n"
+        "OIDC_DISPLAY_NAME=Acme SSO\n"
+        "SMTP_HOST=mail.example\n"
+        "SMTP_FROM=noreply@example.com\n"
+        "SECRET_KEY=" + STRONG + "\n"
+        "TOOLS_MAX_CONCURRENT_RUNS=3\n"
+    )
+    settings = AppSettings.load()
+    assert settings.db.url == "postgresql+asyncpg://u:pw@db.example/cc"
+    assert settings.db.pool_size == 3
+    assert settings.redis.url == "redis://127.0.0.1:6379/5"
+    assert settings.mongo.url == "mongodb://127.0.0.1:27017"
+    assert settings.sandbox.backend == "gvisor"
+    assert settings.sandbox.kubernetes_cpu == "1"
+    assert settings.llm.tenant_rpm == 7
+    assert settings.auth.access_token_ttl_s == 120
+    assert settings.oidc.display_name == "Acme SSO"
+    assert settings.mail.host == "mail.example"
+    assert settings.mail.sender == "noreply@example.com"
+    assert settings.security.secret_key.get_secret_value() == STRONG
+    assert ToolSettings().max_concurrent_runs == 3
+    assert describe_backends(settings)["database"] == "postgresql"
+
+
+def test_the_environment_wins_over_dot_env(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (clean_env / ".env").write_text("REDIS_URL=redis://from-dotenv:6379/0\nLLM_TENANT_RPM=7\n")
+    monkeypatch.setenv("REDIS_URL", "redis://from-env:6379/0")
+    settings = AppSettings.load()
+    assert settings.redis.url == "redis://from-env:6379/0"
+    assert settings.llm.tenant_rpm == 7
 
 
 @pytest.mark.parametrize(
