@@ -83,6 +83,8 @@ class BackendUnavailable(CoreError):
 def problems_of(exc: ValidationError) -> list[Problem]:
     """pydantic's errors as `{field, message}` problems (the values themselves are left out: they may be secrets)."""
     return [
-        Problem(".".join(str(part) for part in error["loc"]) or "input", str(error["msg"]).removeprefix("Value error, "))
+        Problem(
+            ".".join(str(part) for part in error["loc"]) or "input", str(error["msg"]).removeprefix("Value error, ")
+        )
         for error in exc.errors(include_input=False, include_url=False)
     ]

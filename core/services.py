@@ -12,7 +12,7 @@ from core.llm.wiring import LLMStack, build_llm
 from core.settings import AppSettings
 from core.tenants import TenantService
 from core.tools import ToolService, ToolSettings, build_sandbox
-from db.database import Database
+from db.database import Database, private_dir
 from db.migrate import migrate_all
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def _build_tools(settings: AppSettings, db: Database) -> ToolService:
 
 def build_services(settings: AppSettings) -> Services:
     """Choose every backend from `settings`; nothing connects until `start()`."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     db = Database(
         settings.database_url,
         data_dir=settings.data_dir,

@@ -122,10 +122,15 @@ class AuthSettings(EnvSettings):
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_cost_kib: int = Field(default=65536, ge=8)
     argon2_parallelism: int = Field(default=4, ge=1)
-    # Failed logins allowed per window, per account and per client address.
+    # Failed sign-ins per window: per account from one address (then that address waits; others
+    # do not), and per address over all accounts.
     login_window_s: int = Field(default=900, ge=1)
     login_max_failures_per_account: int = Field(default=5, ge=1)
     login_max_failures_per_ip: int = Field(default=30, ge=1)
+    # After this many failures on one account from all addresses together, addresses that never
+    # signed in to it get `login_slowed_per_minute` attempts a minute (no lock-out: known ones pass).
+    login_slowdown_after: int = Field(default=20, ge=1)
+    login_slowed_per_minute: int = Field(default=6, ge=1)
     signup_enabled: bool = True
 
 
@@ -288,7 +293,7 @@ def _with_local_secrets(security: SecuritySettings, data_dir: Path) -> SecurityS
 
 def _local_secret(data_dir: Path, name: str, make: object) -> str:
     folder = data_dir / "secrets"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
     path = folder / name
     if not path.exists():

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Conflict, InvalidInput, NotFound
+from core.text import check_text
 from db.database import Database
 from db.errors import InvalidTenantSlug
 from db.migrate import provision_tenant
@@ -24,6 +28,10 @@ class TenantInfo:
     status: str
 
 
+#: Writes that complete a new tenant (its owner), in the transaction that activates it.
+Finish = Callable[[AsyncSession, "TenantInfo"], Awaitable[None]]
+
+
 def _info(tenant: Tenant) -> TenantInfo:
     return TenantInfo(id=tenant.id, slug=tenant.slug, name=tenant.name, status=tenant.status)
 
@@ -33,7 +41,7 @@ def checked_slug(slug: str) -> str:
     try:
         return validate_slug(slug)
     except InvalidTenantSlug as exc:
-        raise InvalidInput(str(exc)) from exc
+        raise InvalidInput(str(exc), field="tenant_slug") from exc
 
 
 class TenantService:
@@ -42,23 +50,45 @@ class TenantService:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def create(self, slug: str, name: str = "") -> TenantInfo:
-        """Register the tenant, create its schema (or file) and migrate it to head."""
+    async def create(self, slug: str, name: str = "", *, finish: Finish | None = None) -> TenantInfo:
+        """Register the tenant, create its schema (or file), migrate it to head, then activate it.
+
+        The activation is one transaction together with whatever `finish` writes in it (the
+        owner's account and membership), so a tenant is created whole or not at all: if any
+        step fails, or the caller is cancelled, its row and storage are removed again and the
+        slug is free.
+        """
         checked_slug(slug)
+        label = check_text(name.strip(), "tenant name") or slug
         async with self._db.control_session() as session:
-            tenant = Tenant(slug=slug, name=name.strip() or slug, status="provisioning")
+            tenant = Tenant(slug=slug, name=label, status="provisioning")
             session.add(tenant)
             try:
                 await session.commit()
             except IntegrityError as exc:
                 raise Conflict(f"a tenant named {slug!r} exists already; choose another name") from exc
+        info = TenantInfo(id=tenant.id, slug=slug, name=tenant.name, status="active")
         try:
             await provision_tenant(self._db, slug)
-        except Exception:
-            await self._set_status(tenant.id, "failed")
+            async with self._db.control_session() as session:
+                await session.execute(update(Tenant).where(Tenant.id == tenant.id).values(status="active"))
+                if finish is not None:
+                    await finish(session, info)
+                await session.commit()
+        except BaseException:
+            # Shielded: a cancelled request must not leave a half-made tenant behind.
+            await asyncio.shield(self._discard(tenant.id, slug))
             raise
-        await self._set_status(tenant.id, "active")
-        return TenantInfo(id=tenant.id, slug=slug, name=tenant.name, status="active")
+        return info
+
+    async def _discard(self, tenant_id: uuid.UUID, slug: str) -> None:
+        """Remove a tenant that could not be created: its storage, then its row."""
+        try:
+            await self._db.drop_tenant_storage(slug)
+        finally:
+            async with self._db.control_session() as session:
+                await session.execute(delete(Tenant).where(Tenant.id == tenant_id))
+                await session.commit()
 
     async def get(self, slug: str) -> TenantInfo:
         checked_slug(slug)

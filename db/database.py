@@ -10,6 +10,7 @@ tenant under `data/tenants/`, the placeholder schema mapped to the file's own.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -42,9 +43,13 @@ class Database:
         if self.dialect not in {"postgresql", "sqlite"}:
             raise ValueError(f"unsupported database {self.dialect!r}: use postgresql+asyncpg or sqlite+aiosqlite")
         self.data_dir = data_dir
-        self._engine_kwargs: dict[str, Any] = {"echo": echo}
+        # Statement parameters never reach an error message or a log line: they hold password
+        # hashes, key digests and user data (also with `echo`, which logs the SQL only).
+        self._engine_kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.dialect == "postgresql":
             self._engine_kwargs |= {"pool_size": pool_size, "max_overflow": max_overflow, "pool_pre_ping": True}
+        if self.dialect == "sqlite" and self.url.database not in (None, "", ":memory:"):
+            private_file(Path(self.url.database))
         self.engine = self._create_engine(self.url)
         self._tenant_engines: dict[str, AsyncEngine] = {}
         self._tenant_engines_lock = asyncio.Lock()
@@ -84,7 +89,10 @@ class Database:
             async with self._tenant_engines_lock:
                 engine = self._tenant_engines.get(slug)
                 if engine is None:
-                    url = self.url.set(database=str(self.tenant_file(slug)))
+                    path = self.tenant_file(slug)
+                    if path.exists():  # made before files were private: tighten them now
+                        private_file(path)
+                    url = self.url.set(database=str(path))
                     base = self._create_engine(url)
                     engine = base.execution_options(schema_translate_map={TENANT_SCHEMA_PLACEHOLDER: None})
                     self._tenant_engines[slug] = engine
@@ -115,10 +123,9 @@ class Database:
             async with self.engine.begin() as conn:
                 await conn.execute(CreateSchema(schema_for(slug), if_not_exists=True))
             return
-        path = self.tenant_file(slug)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.tenant_file(slug))
         engine = await self.tenant_engine(slug)
-        async with engine.begin() as conn:  # connecting creates the file
+        async with engine.begin() as conn:
             await conn.execute(text("SELECT 1"))
 
     async def drop_tenant_storage(self, slug: str) -> None:
@@ -130,7 +137,7 @@ class Database:
         engine = self._tenant_engines.pop(slug, None)
         if engine is not None:
             await engine.dispose()
-        for suffix in ("", "-wal", "-shm", "-journal"):
+        for suffix in ("", *_SQLITE_COMPANIONS):
             Path(str(self.tenant_file(slug)) + suffix).unlink(missing_ok=True)
 
     async def ping(self) -> bool:
@@ -142,6 +149,30 @@ class Database:
             await engine.dispose()
         self._tenant_engines.clear()
         await self.engine.dispose()
+
+
+_SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` (and missing parents) readable by this user only (0700)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Make sure the SQLite file `path` exists with mode 0600 in a 0700 directory.
+
+    SQLite creates a database with the process umask (usually 0644); its -wal, -shm and
+    journal files copy the database file's mode, so setting it here covers them too.
+    """
+    private_dir(path.parent)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for companion in (path, *(Path(f"{path}{suffix}") for suffix in _SQLITE_COMPANIONS)):
+        if companion.exists():
+            os.chmod(companion, 0o600)
+    return path
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

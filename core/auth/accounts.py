@@ -6,18 +6,21 @@ import uuid
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.auth.directory import MembershipInfo, UserInfo, normalize_email, user_info
 from core.auth.passwords import Passwords, check_password_policy
 from core.auth.throttle import LoginThrottle
 from core.context import Role
 from core.errors import AuthenticationFailed, Conflict, InvalidInput, NotFound, PermissionDenied
-from core.tenants import TenantService, checked_slug
+from core.tenants import TenantInfo, TenantService, checked_slug
+from core.text import check_text
 from db.base import utcnow
 from db.database import Database
 from db.models.control import Membership, RefreshToken, User
 
 _WRONG = "email or password is wrong; check both and try again"
+_TAKEN = "an account with this email address exists already; sign in instead"
 
 
 class AccountService:
@@ -41,44 +44,43 @@ class AccountService:
     async def signup(
         self, email: str, password: str, *, tenant_slug: str, tenant_name: str = "", display_name: str = ""
     ) -> tuple[UserInfo, MembershipInfo]:
-        """Create a user, a tenant (with its schema) and make the user its owner."""
+        """Create a user, a tenant (with its schema) and make the user its owner: all of it, or nothing.
+
+        Every field is checked before anything is written; the account and the membership are
+        written in the transaction that activates the tenant, so a failure at any step (the
+        address taken meanwhile, a cancelled request) leaves no account, tenant or schema.
+        """
         if not self._signup_enabled:
             raise PermissionDenied("sign-up is closed on this installation; ask an administrator for an invite")
         address = normalize_email(email)
         checked_slug(tenant_slug)
+        name = check_text(display_name.strip(), "display_name")
+        check_text(tenant_name.strip(), "tenant_name")
         password_hash = await self._passwords.hash(password)
         if await self._email_taken(address):
-            raise Conflict("an account with this email address exists already; sign in instead")
-        tenant = await self._tenants.create(tenant_slug, tenant_name)
+            raise Conflict(_TAKEN)
+        user = User(email=address, display_name=name, password_hash=password_hash, email_verified=False)
+
+        async def add_owner(session: AsyncSession, tenant: TenantInfo) -> None:
+            session.add(user)
+            await session.flush()
+            session.add(Membership(tenant_id=tenant.id, user_id=user.id, role=Role.OWNER.value))
+
         try:
-            async with self._db.control_session() as session:
-                user = User(
-                    email=address,
-                    display_name=display_name.strip()[:200],
-                    password_hash=password_hash,
-                    email_verified=False,
-                )
-                session.add(user)
-                await session.flush()
-                session.add(Membership(tenant_id=tenant.id, user_id=user.id, role=Role.OWNER.value))
-                await session.commit()
-        except IntegrityError as exc:  # the address was taken meanwhile: undo the tenant
-            await self._tenants.delete(tenant.slug, confirm=tenant.slug)
-            raise Conflict("an account with this email address exists already; sign in instead") from exc
+            tenant = await self._tenants.create(tenant_slug, tenant_name, finish=add_owner)
+        except IntegrityError as exc:  # the address was taken meanwhile; the tenant is gone again
+            raise Conflict(_TAKEN) from exc
         return user_info(user), MembershipInfo(tenant.id, tenant.slug, tenant.name, Role.OWNER)
 
-    async def register(self, email: str, password: str | None, *, display_name: str = "") -> UserInfo:
-        """Create a user without a tenant (someone accepting an invite)."""
+    def new_user(self, email: str, password_hash: str | None, *, display_name: str = "") -> User:
+        """An account row for `email` (checked), not yet written: the caller adds it in its transaction."""
         address = normalize_email(email)
-        password_hash = await self._passwords.hash(password) if password is not None else None
-        async with self._db.control_session() as session:
-            user = User(email=address, display_name=display_name.strip()[:200], password_hash=password_hash)
-            session.add(user)
-            try:
-                await session.commit()
-            except IntegrityError as exc:
-                raise Conflict("an account with this email address exists already; sign in instead") from exc
-        return user_info(user)
+        name = check_text(display_name.strip(), "display_name")
+        return User(email=address, display_name=name, password_hash=password_hash)
+
+    async def hash_password(self, password: str) -> str:
+        """The stored form of a new password (the policy checked first)."""
+        return await self._passwords.hash(password)
 
     async def _email_taken(self, address: str) -> bool:
         async with self._db.control_session() as session:
@@ -99,7 +101,7 @@ class AccountService:
             raise AuthenticationFailed(_WRONG)  # counted as a failure by `begin` already
         if not user.is_active:
             raise AuthenticationFailed("this account is disabled; ask an administrator")
-        await self._throttle.succeeded(account, hits)
+        await self._throttle.succeeded(account, address, hits)
         if new_hash is not None:
             async with self._db.control_session() as session:
                 await session.execute(update(User).where(User.id == user.id).values(password_hash=new_hash))

@@ -20,6 +20,7 @@ from core.auth.directory import aware, parse_role
 from core.auth.opaque import digest, same_digest
 from core.context import Role, TenantContext
 from core.errors import AuthenticationFailed, InvalidInput, NotFound, PermissionDenied
+from core.text import check_text
 from db.base import utcnow
 from db.database import Database
 from db.models.control import ApiKey
@@ -96,9 +97,11 @@ class ApiKeyService:
         wanted = parse_role(str(role)) if role else ctx.role
         if wanted.rank > ctx.role.rank:
             raise PermissionDenied(f"a key cannot have the role '{wanted}', which is above your own '{ctx.role}'")
-        label = name.strip()
-        if not label or len(label) > 200:
-            raise InvalidInput("API key name must be 1-200 characters; name it after where you will use it")
+        label = check_text(name.strip(), "name")
+        if not label:
+            raise InvalidInput(
+                "API key name must be 1-200 characters; name it after where you will use it", field="name"
+            )
         if expires_in_days is not None and not 1 <= expires_in_days <= 3650:
             raise InvalidInput("expires_in_days must be between 1 and 3650, or omitted for a key that never expires")
         key_id = "".join(secrets.choice(_ALPHABET) for _ in range(10))

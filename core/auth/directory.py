@@ -12,7 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.context import Role, TenantContext
 from core.errors import InvalidInput
+from db.errors import InvalidTenantSlug
 from db.models.control import Membership, Tenant, User
+from db.slugs import validate_slug
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +88,10 @@ async def membership_of(
     if tenant_id is not None:
         query = query.where(Tenant.id == tenant_id)
     elif slug is not None:
-        query = query.where(Tenant.slug == slug)
+        try:
+            query = query.where(Tenant.slug == validate_slug(slug))
+        except InvalidTenantSlug as exc:
+            raise InvalidInput(str(exc), field="tenant") from exc
     else:
         raise ValueError("membership_of needs a tenant id or slug")
     row = (await session.execute(query)).first()

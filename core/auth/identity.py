@@ -69,6 +69,8 @@ def build_identity(
         window_s=auth.login_window_s,
         per_account=auth.login_max_failures_per_account,
         per_address=auth.login_max_failures_per_ip,
+        slowdown_after=auth.login_slowdown_after,
+        slowed_per_minute=auth.login_slowed_per_minute,
     )
     passwords = Passwords(
         time_cost=auth.argon2_time_cost,

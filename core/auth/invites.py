@@ -16,9 +16,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.auth.accounts import AccountService
-from core.auth.directory import MembershipInfo, UserInfo, aware, normalize_email, parse_role
+from core.auth.directory import MembershipInfo, UserInfo, aware, normalize_email, parse_role, user_info
 from core.auth.opaque import digest, new_secret
 from core.context import Role, TenantContext
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied, RateLimited
@@ -283,13 +284,7 @@ class InviteService:
         # Its own transaction, starting with the write: SQLite (WAL) refuses to upgrade a read
         # transaction to a write once another writer got in first ("database is locked").
         async with self._db.control_session() as session:
-            taken = await session.execute(
-                update(Invite)
-                .where(Invite.id == invite.id, Invite.accepted_at.is_(None))
-                .values(accepted_at=utcnow(), accepted_by=user_id)
-            )
-            if taken.rowcount != 1:  # type: ignore[attr-defined]  # UPDATE results carry rowcount
-                raise Conflict("this invitation has been used already; ask for a new one")
+            await self._claim(session, invite, user_id)
             session.add(Membership(tenant_id=tenant.id, user_id=user_id, role=invite.role))
             try:
                 await session.commit()
@@ -297,12 +292,38 @@ class InviteService:
                 raise Conflict(f"you are a member of {tenant.name!r} already") from exc
         return MembershipInfo(tenant.id, tenant.slug, tenant.name, Role(invite.role))
 
+    async def _claim(self, session: AsyncSession, invite: Invite, user_id: uuid.UUID) -> None:
+        """Mark the invitation used by `user_id`; `Conflict` if someone was faster (the transaction rolls back)."""
+        taken = await session.execute(
+            update(Invite)
+            .where(Invite.id == invite.id, Invite.accepted_at.is_(None))
+            .values(accepted_at=utcnow(), accepted_by=user_id)
+        )
+        if taken.rowcount != 1:  # type: ignore[attr-defined]  # UPDATE results carry rowcount
+            raise Conflict("this invitation has been used already; ask for a new one")
+
     async def sign_up(
         self, token: str, email: str, password: str, *, display_name: str = ""
     ) -> tuple[UserInfo, MembershipInfo]:
-        """Create an account through an invitation and join its tenant (no tenant of one's own)."""
-        preview = await self.preview(token)
-        if preview.email is not None and preview.email != normalize_email(email):
+        """Create an account through an invitation and join its tenant (no tenant of one's own).
+
+        The account exists only if the invitation is accepted: claiming the invitation,
+        creating the account and the membership are one transaction, so of several sign-ups
+        racing for one invitation exactly one creates an account.
+        """
+        invite, tenant = await self._usable(token)
+        address = normalize_email(email)
+        if invite.email is not None and invite.email != address:
             raise PermissionDenied("this invitation is for another email address; sign up with that address")
-        user = await self._accounts.register(email, password, display_name=display_name)
-        return user, await self.accept(token, user.id)
+        user = self._accounts.new_user(address, None, display_name=display_name)
+        user.password_hash = await self._accounts.hash_password(password)
+        async with self._db.control_session() as session:
+            session.add(user)
+            try:
+                await session.flush()  # the first write: it takes SQLite's write lock
+            except IntegrityError as exc:
+                raise Conflict("an account with this email address exists already; sign in instead") from exc
+            await self._claim(session, invite, user.id)
+            session.add(Membership(tenant_id=tenant.id, user_id=user.id, role=invite.role))
+            await session.commit()
+        return user_info(user), MembershipInfo(tenant.id, tenant.slug, tenant.name, Role(invite.role))

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.auth.directory import MembershipInfo, aware, membership_of, memberships_of, parse_role
 from core.context import Role, TenantContext
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from core.tenants import TenantService
+from core.tenants import TenantInfo, TenantService
 from db.base import utcnow
 from db.database import Database
 from db.models.control import ApiKey, Membership, RefreshToken, UISession, User
@@ -132,26 +134,48 @@ class MemberService:
             await session.commit()
 
     async def transfer_ownership(self, ctx: TenantContext, user_id: uuid.UUID) -> None:
-        """Make another member the owner; the current owner becomes an admin."""
+        """Make another member the owner; the current owner becomes an admin.
+
+        One transaction that starts by demoting the caller's own owner membership: that
+        write locks the row (PostgreSQL) or the database (SQLite), and re-checks inside the
+        transaction that the caller still is the owner, so of several concurrent transfers
+        exactly one wins and the rest are refused. The partial unique index on owner
+        memberships makes a second owner impossible even for code that forgets this.
+        """
         ctx.require(Role.OWNER, "transfer ownership")
         if user_id == ctx.user_id:
             raise InvalidInput("you own this tenant already; choose another member")
         member = await self._member(ctx, user_id)
+        lost = Conflict("you are no longer the owner of this tenant (ownership was transferred meanwhile); reload")
         async with self._db.control_session() as session:
-            await session.execute(
+            demoted = await session.execute(
                 update(Membership)
-                .where(Membership.tenant_id == ctx.tenant_id, Membership.role == Role.OWNER.value)
+                .where(
+                    Membership.tenant_id == ctx.tenant_id,
+                    Membership.user_id == ctx.user_id,
+                    Membership.role == Role.OWNER.value,
+                )
                 .values(role=Role.ADMIN.value)
             )
-            await session.execute(update(Membership).where(Membership.id == member.id).values(role=Role.OWNER.value))
-            await session.commit()
+            if demoted.rowcount != 1:  # type: ignore[attr-defined]  # UPDATE results carry rowcount
+                raise lost
+            promoted = await session.execute(
+                update(Membership).where(Membership.id == member.id).values(role=Role.OWNER.value)
+            )
+            if promoted.rowcount != 1:  # type: ignore[attr-defined]  # UPDATE results carry rowcount
+                raise NotFound("no such member in this tenant; reload the member list")
+            try:
+                await session.commit()
+            except IntegrityError as exc:  # another owner appeared meanwhile: the index refused a second
+                raise lost from exc
 
     async def create_tenant(self, user_id: uuid.UUID, slug: str, name: str = "") -> MembershipInfo:
-        """A new tenant (with its schema) owned by the user."""
-        info = await self._tenants.create(slug, name)
-        async with self._db.control_session() as session:
-            session.add(Membership(tenant_id=info.id, user_id=user_id, role=Role.OWNER.value))
-            await session.commit()
+        """A new tenant (with its schema) owned by the user: both, or neither."""
+
+        async def add_owner(session: AsyncSession, tenant: TenantInfo) -> None:
+            session.add(Membership(tenant_id=tenant.id, user_id=user_id, role=Role.OWNER.value))
+
+        info = await self._tenants.create(slug, name, finish=add_owner)
         return MembershipInfo(info.id, info.slug, info.name, Role.OWNER)
 
     async def delete_tenant(self, ctx: TenantContext, *, confirm: str) -> None:

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.auth.directory import UserInfo, normalize_email, user_info
 from core.errors import AuthenticationFailed, Conflict, InvalidInput
+from core.text import text_problem
 from db.base import utcnow
 from db.database import Database
 from db.models.control import ApiKey, OIDCLink, RefreshToken, UISession, User
@@ -42,7 +43,7 @@ class OIDCAccounts:
     async def sign_in(self, issuer: str, claims: Mapping[str, Any]) -> UserInfo:
         """The user for these verified id_token claims (see the module docstring)."""
         subject = claims.get("sub")
-        if not isinstance(subject, str) or not subject or len(subject) > 255:
+        if not isinstance(subject, str) or not subject or text_problem(subject, "line", max_length=255):
             raise AuthenticationFailed("the identity provider sent no usable subject; try again or use a password")
         async with self._db.control_session() as session:
             linked = await session.scalar(
@@ -65,8 +66,10 @@ class OIDCAccounts:
                 raise AuthenticationFailed("the identity provider sent no usable email address") from exc
             user = await session.scalar(select(User).where(User.email == address))
             if user is None:
-                name = claims.get("name") if isinstance(claims.get("name"), str) else ""
-                user = User(email=address, display_name=str(name)[:200], password_hash=None, email_verified=True)
+                name = str(claims.get("name") if isinstance(claims.get("name"), str) else "").strip()[:200]
+                if text_problem(name, "name"):  # the provider's display name is a nicety: drop it, not the sign-in
+                    name = ""
+                user = User(email=address, display_name=name, password_hash=None, email_verified=True)
                 session.add(user)
                 await session.flush()
             elif not user.is_active:

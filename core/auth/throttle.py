@@ -1,4 +1,4 @@
-"""Failed-login throttling, per account and per client address.
+"""Failed-login throttling: per account and address, per address, and a slow-down per account.
 
 `AttemptLog` is the small storage protocol (a sliding window of failure timestamps
 per key); `MemoryAttemptLog` keeps it in-process, `RedisAttemptLog` in sorted sets
@@ -155,27 +155,62 @@ class RedisAttemptLog:
 
 
 class LoginThrottle:
-    """Refuses sign-in attempts for an account or address with too many recent failures."""
+    """Refuses guessing without letting anyone lock a person out of their own account.
 
-    def __init__(self, log: AttemptLog, *, window_s: float, per_account: int, per_address: int) -> None:
+    Policy (each count is a sliding window of `window_s`):
+
+    - per account *and* address: `per_account` failures, then that address is refused for
+      that account until the window passes; other addresses are not affected, so an
+      attacker cannot lock the real owner out by failing on purpose;
+    - per address: `per_address` failures across all accounts (credential stuffing);
+    - per account, from every address together: after `slowdown_after` failures, attempts
+      from addresses that never signed in to the account are slowed to `slowed_per_minute`
+      (a distributed guesser gets a trickle). Addresses that signed in to the account
+      successfully in the last `known_for_s` seconds are never slowed.
+    """
+
+    def __init__(
+        self,
+        log: AttemptLog,
+        *,
+        window_s: float,
+        per_account: int,
+        per_address: int,
+        slowdown_after: int = 20,
+        slowed_per_minute: int = 6,
+        known_for_s: float = 30 * 24 * 3600,
+    ) -> None:
         self.log = log
         self._window_s = window_s
-        self._limits = {"account": per_account, "address": per_address}
+        self._limits = {"pair": per_account, "address": per_address}
+        self._slowdown_after = slowdown_after
+        self._slowed_per_minute = slowed_per_minute
+        self._known_for_s = known_for_s
 
     @staticmethod
-    def _keys(email: str, address: str | None) -> dict[str, str]:
+    def _account(email: str) -> str:
         # Account keys are digests: the store never holds email addresses.
-        keys = {"account": "login:account:" + hashlib.sha256(email.strip().lower().encode()).hexdigest()[:40]}
+        return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:40]
+
+    @classmethod
+    def _keys(cls, email: str, address: str | None) -> dict[str, str]:
+        account, where = cls._account(email), address or "-"
+        keys = {"pair": f"login:pair:{account}:{where}", "account": f"login:account:{account}"}
         if address:
             keys["address"] = "login:address:" + address
         return keys
 
+    @classmethod
+    def _known_key(cls, email: str, address: str | None) -> str:
+        return f"login:known:{cls._account(email)}:{address or '-'}"
+
     async def check(self, email: str, address: str | None) -> None:
-        """Raise `RateLimited` if the account or the address has used up its failures."""
+        """Raise `RateLimited` if this address has used up its failures (for the account, or at all)."""
         for kind, key in self._keys(email, address).items():
-            count, wait = await self.log.recent(key, self._window_s)
-            if count >= self._limits[kind]:
-                raise self._refusal(kind, wait)
+            if kind in self._limits:
+                count, wait = await self.log.recent(key, self._window_s)
+                if count >= self._limits[kind]:
+                    raise self._refusal(kind, wait)
 
     async def begin(self, email: str, address: str | None) -> dict[str, str]:
         """Count this attempt as a failure now (`RateLimited` if that is one too many).
@@ -184,30 +219,63 @@ class LoginThrottle:
         further call. Counting up front is what stops guesses sent at the same moment.
         """
         await self.check(email, address)
-        hits: dict[str, str] = {}
+        keys = self._keys(email, address)
+        slowed: tuple[str, str] | None = None
+        if await self._under_attack(keys["account"]) and not await self._known(email, address):
+            slowed = await self._take_slowed_turn(keys["account"])
+        hits: dict[str, str] = dict([slowed]) if slowed else {}
         over: str | None = None
-        for kind, key in self._keys(email, address).items():
+        for kind, key in keys.items():
             hits[key], count = await self.log.add(key, self._window_s)
-            if count > self._limits[kind]:
+            if count > self._limits.get(kind, count):
                 over = kind
         if over is not None:  # refused attempts are not counted
             for key, hit in hits.items():
                 await self.log.discard(key, hit)
-            _, wait = await self.log.recent(self._keys(email, address)[over], self._window_s)
+            _, wait = await self.log.recent(keys[over], self._window_s)
             raise self._refusal(over, wait)
         return hits
 
-    async def succeeded(self, email: str, hits: dict[str, str]) -> None:
-        """A correct password clears the account's failures and forgives this attempt at the address."""
-        account = self._keys(email, None)["account"]
-        await self.log.clear(account)
+    async def _under_attack(self, account_key: str) -> bool:
+        count, _ = await self.log.recent(account_key, self._window_s)
+        return count >= self._slowdown_after
+
+    async def _known(self, email: str, address: str | None) -> bool:
+        count, _ = await self.log.recent(self._known_key(email, address), self._known_for_s)
+        return count > 0
+
+    async def _take_slowed_turn(self, account_key: str) -> tuple[str, str]:
+        """One of the few attempts per minute an account under attack takes from unknown addresses."""
+        key = account_key.replace("login:account:", "login:slowed:", 1)
+        hit, count = await self.log.add(key, 60)
+        if count > self._slowed_per_minute:
+            await self.log.discard(key, hit)
+            _, wait = await self.log.recent(key, 60)
+            raise RateLimited(
+                "this account has had many failed sign-ins from many addresses, so sign-ins from new addresses "
+                f"are slowed down; try again in {max(1, round(wait))} seconds (addresses you signed in from "
+                "before are not slowed)",
+                retry_after=max(1.0, wait),
+            )
+        return key, hit
+
+    async def succeeded(self, email: str, address: str | None, hits: dict[str, str]) -> None:
+        """A correct password: this address may guess again and is known to the account from now on.
+
+        The account's failures from elsewhere stay counted: one success of the owner must not
+        give a distributed guesser a fresh allowance.
+        """
+        keys = self._keys(email, address)
+        await self.log.clear(keys["pair"])
         for key, hit in hits.items():
-            if key != account:
+            if key != keys["pair"]:
                 await self.log.discard(key, hit)
+        await self.log.clear(self._known_key(email, address))
+        await self.log.add(self._known_key(email, address), self._known_for_s)
 
     @staticmethod
     def _refusal(kind: str, wait: float) -> RateLimited:
-        subject = "this account" if kind == "account" else "your address"
+        subject = "this account from your address" if kind == "pair" else "your address"
         return RateLimited(
             f"too many failed sign-ins for {subject}; try again in {max(1, round(wait))} seconds",
             retry_after=max(1.0, wait),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, UniqueConstraint, Uuid
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import ControlBase, IdMixin, TimestampMixin
@@ -37,10 +37,20 @@ class User(IdMixin, TimestampMixin, ControlBase):
 
 
 class Membership(IdMixin, TimestampMixin, ControlBase):
-    """A user's role in a tenant: owner, admin, editor or viewer."""
+    """A user's role in a tenant: owner, admin, editor or viewer. A tenant has exactly one owner,
+    which the database enforces (a partial unique index), whatever the interleaving of transfers."""
 
     __tablename__ = "memberships"
-    __table_args__ = (UniqueConstraint("tenant_id", "user_id"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "user_id"),
+        Index(
+            "uq_memberships_one_owner",
+            "tenant_id",
+            unique=True,
+            postgresql_where=text("role = 'owner'"),
+            sqlite_where=text("role = 'owner'"),
+        ),
+    )
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"), index=True)
