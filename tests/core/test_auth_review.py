@@ -67,7 +67,7 @@ async def test_a_correct_password_is_forgiven_at_the_address(attempt_log: Attemp
     throttle = LoginThrottle(attempt_log, window_s=60, per_account=5, per_address=3)
     for n in range(10):
         hits = await throttle.begin(f"user{n}@example.com", "198.51.100.1")
-        await throttle.succeeded(f"user{n}@example.com", hits)
+        await throttle.succeeded(f"user{n}@example.com", "198.51.100.1", hits)
     count, _ = await attempt_log.recent("login:address:198.51.100.1", 60)
     assert count == 0
     await throttle.begin("someone@example.com", "198.51.100.1")
