@@ -39,7 +39,7 @@ from sandbox.cgroups import JOIN_FAILED, CgroupError, CgroupLimits, Cgroups, Run
 from sandbox.leftovers import RunLocks, sweep_cgroups
 from sandbox.outcome import build_result
 from sandbox.seccomp import compile_bpf
-from sandbox.supervise import supervise
+from sandbox.supervise import LAUNCHER_ENV, supervise
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +246,7 @@ class BwrapBackend(SandboxBackend):
             argv = self._launcher(self.bwrap_argv(run, fds, seccomp_fd), group)
             captured = await supervise(
                 argv,
-                env={"PATH": "/usr/bin:/bin"},
+                env=LAUNCHER_ENV,
                 deadline_seconds=run.limits.wall_seconds + self.startup_grace_seconds,
                 output_bytes=run.limits.output_bytes,
                 kill=kill,

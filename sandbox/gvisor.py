@@ -40,7 +40,7 @@ from sandbox.cgroups import CgroupError, CgroupLimits, Cgroups, RunCgroup, join_
 from sandbox.leftovers import GRACE_SECONDS, HeldLock, RunLocks, claim, hold, sweep_cgroups
 from sandbox.outcome import build_result
 from sandbox.seccomp import to_oci
-from sandbox.supervise import supervise
+from sandbox.supervise import LAUNCHER_ENV, supervise
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +316,7 @@ class GVisorBackend(SandboxBackend):
                 argv = join_argv(group.procs_files, argv, self.shell_path)
             captured = await supervise(
                 argv,
-                env={"PATH": "/usr/bin:/bin"},
+                env=LAUNCHER_ENV,
                 deadline_seconds=run.limits.wall_seconds + self.startup_grace_seconds,
                 output_bytes=run.limits.output_bytes,
                 kill=kill,

@@ -28,6 +28,9 @@ _CHUNK = 64 * 1024
 _REAP_SECONDS = 10.0
 #: After exit, how long remaining buffered output may take to drain.
 _DRAIN_SECONDS = 2.0
+#: The whole environment of a sandbox launcher: nothing of the app's (HOME, PWD, secrets) is passed on,
+#: since a launcher's environment can show inside the sandbox (``/proc/<pid>/environ``).
+LAUNCHER_ENV: Mapping[str, str] = {"PATH": "/usr/bin:/bin"}
 
 
 @dataclass(frozen=True)
@@ -120,13 +123,16 @@ async def supervise(
     output_bytes: int,
     kill: Callable[[int], Awaitable[None]],
     pass_fds: Sequence[int] = (),
-    cwd: str | None = None,
+    cwd: str = "/",
     tail_bytes: int = 8192,
 ) -> Captured:
     """Run ``argv`` until it exits, the deadline passes, or it prints more than ``output_bytes``.
 
     ``kill(pid)`` must end the launcher *and everything it started*; it is
     called on the deadline, on the output cap and when the caller is cancelled.
+    ``env`` is the launcher's whole environment. It starts in ``cwd``, by default
+    ``/`` rather than the app's working directory: that path would show in the
+    ``PWD`` a shell exports, and the directory would stay busy while the run lasts.
     """
     loop = asyncio.get_running_loop()
     started = time.monotonic()
