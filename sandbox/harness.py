@@ -25,6 +25,11 @@ did not fit it (input not an object, no such function, wrong arguments). A
 result too large to report is not sent: the report says ``output_limit`` (its
 JSON is larger than the output limit) or ``memory`` (encoding it ran out of
 memory) instead.
+
+Started as pid 1 of a pid namespace (``bwrap --as-pid-1``, gVisor,
+Kubernetes), the harness forks and the parent stays behind as that
+namespace's init: it reaps every orphan of the tool and exits with the
+harness's status, so each process of a run is waited for by its parent.
 """
 
 from __future__ import annotations
@@ -301,9 +306,34 @@ def _send(result_fd: int, text: str) -> None:
         result.write(b"\n")
 
 
+def _exit_status(status: int) -> int:
+    """A wait status as a shell would report it: the exit code, or 128 + the signal number."""
+    code = os.waitstatus_to_exitcode(status)
+    return code if code >= 0 else 128 - code
+
+
+def _serve_as_init() -> None:
+    """Fork; the child returns to run the harness, the parent reaps until it exits, then exits the same way.
+
+    Only pid 1 of a pid namespace is handed the orphans of the tool, and when it
+    exits the kernel kills every process left in the namespace.
+    """
+    harness = os.fork()
+    if harness == 0:
+        return
+    # Pid 1 receives only the signals it handles: handling none, no tool process can stop it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    while True:
+        pid, status = os.waitpid(-1, 0)
+        if pid == harness:
+            os._exit(_exit_status(status))
+
+
 def main(argv: list[str]) -> None:
     """Entry point: ``harness.py JOB_DIR``."""
     job_dir = argv[1]
+    if os.getpid() == 1:
+        _serve_as_init()
     with open(os.path.join(job_dir, "config.json"), encoding="utf-8") as handle:
         config = json.load(handle)
     os.makedirs(os.path.join(config["workdir"], ".tmp"), exist_ok=True)
