@@ -15,8 +15,17 @@ Layers, outermost first, each one assuming the others may fail:
 5. The harness lowers rlimits (address space, CPU, file size, files, tasks)
    before importing the tool.
 
-At the deadline the launcher is SIGKILLed; ``--die-with-parent`` and the pid
-namespace take every process of the run with it, and the cgroup is swept.
+Every process of a run is waited for by its parent, so no run leaves a zombie
+for the host's init to collect (where the app is PID 1 of a container, nothing
+would). bwrap's own init would be one: bwrap exits as soon as that init
+reports the tool's exit, and ``--die-with-parent`` then kills the init with
+nobody left to reap it. So ``--as-pid-1`` starts the harness itself as the
+sandbox's pid 1, where it forks and reaps as init (see ``harness.py``), and
+bwrap waits for it.
+
+At the deadline the sandbox's pid 1 is SIGKILLed first, which takes every
+process of the run with it, and bwrap reaps it and exits; only a launcher that
+does not exit then is killed as well. The cgroup is swept in any case.
 Each run holds a run lock while its cgroup exists, so after a crash of the app
 ``sweep()`` (any app process, at start) removes the cgroups of dead runs only;
 nothing else is left on the host (job files are memfds, the work dir is a
@@ -25,11 +34,9 @@ tmpfs in the run's own mount namespace). See ``leftovers.py``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import secrets
-import signal
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,7 +46,7 @@ from sandbox.cgroups import JOIN_FAILED, CgroupError, CgroupLimits, Cgroups, Run
 from sandbox.leftovers import RunLocks, sweep_cgroups
 from sandbox.outcome import build_result
 from sandbox.seccomp import compile_bpf
-from sandbox.supervise import supervise
+from sandbox.supervise import LAUNCHER_ENV, kill_launcher, supervise
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +169,7 @@ class BwrapBackend(SandboxBackend):
             "--gid", str(self.gid),
             "--hostname", "sandbox",
             "--die-with-parent",
+            "--as-pid-1",  # the harness is the sandbox's init: bwrap's own would be orphaned
             "--new-session",
             "--cap-drop", "ALL",
             "--clearenv",
@@ -238,15 +246,14 @@ class BwrapBackend(SandboxBackend):
             seccomp_fd = job.memfd("seccomp", compile_bpf())
 
             async def kill(pid: int) -> None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                await kill_launcher(pid)
                 if group is not None:
                     group.kill_all()
 
             argv = self._launcher(self.bwrap_argv(run, fds, seccomp_fd), group)
             captured = await supervise(
                 argv,
-                env={"PATH": "/usr/bin:/bin"},
+                env=LAUNCHER_ENV,
                 deadline_seconds=run.limits.wall_seconds + self.startup_grace_seconds,
                 output_bytes=run.limits.output_bytes,
                 kill=kill,

@@ -31,7 +31,8 @@ PARENT_NAME = "crewcanvas-sandbox"
 _CPU_PERIOD_US = 100_000
 _KILL_SECONDS = 3.0
 
-_JOIN_SCRIPT = """n=$1; shift
+# The shell would export PWD (the launcher's working directory) to everything it execs.
+_JOIN_SCRIPT = """unset PWD OLDPWD; n=$1; shift
 while [ "$n" -gt 0 ]; do printf '%s\\n' "$$" > "$1" || exit 125; shift; n=$((n - 1)); done
 exec "$@"
 """

@@ -10,6 +10,14 @@ Sentry, gofer and tool together; the harness's rlimits apply inside.
 
 ``runsc do`` is never used: it exposes the host file system.
 
+runsc does not reap its own helpers: when its sandbox process exits, the
+ptrace stubs it started are orphaned, several zombies a run for the host's
+init to collect (where the app is PID 1 of a container, nobody). As root,
+``runsc run`` therefore starts as pid 1 of a pid namespace of its own
+(``unshare --pid --fork --kill-child``): orphans stay inside it, the kernel
+reaps them when runsc exits, and ``unshare`` waits for runsc. At a limit runsc
+is killed before ``unshare`` (see ``supervise.kill_launcher``).
+
 After a crash of the app, ``runsc run`` keeps the container going (it has no
 die-with-parent) and the work root stays in the temp dir. Each backend holds a
 lock on its private work root and each run a run lock (``leftovers.py``), so
@@ -27,7 +35,6 @@ import logging
 import os
 import secrets
 import shutil
-import signal
 import tempfile
 import time
 from collections.abc import Sequence
@@ -40,7 +47,7 @@ from sandbox.cgroups import CgroupError, CgroupLimits, Cgroups, RunCgroup, join_
 from sandbox.leftovers import GRACE_SECONDS, HeldLock, RunLocks, claim, hold, sweep_cgroups
 from sandbox.outcome import build_result
 from sandbox.seccomp import to_oci
-from sandbox.supervise import supervise
+from sandbox.supervise import LAUNCHER_ENV, kill_launcher, supervise
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +130,7 @@ class GVisorBackend(SandboxBackend):
         self,
         *,
         runsc_path: str = "/usr/bin/runsc",
+        unshare_path: str = "/usr/bin/unshare",
         python_path: str = "/usr/bin/python3",
         uid: int = 65534,
         gid: int = 65534,
@@ -146,6 +154,7 @@ class GVisorBackend(SandboxBackend):
         """
         super().__init__()
         self.runsc_path = runsc_path
+        self.unshare_path = unshare_path
         self.python_path = python_path
         self.uid = uid
         self.gid = gid
@@ -171,6 +180,10 @@ class GVisorBackend(SandboxBackend):
             )
         if not os.path.isfile(self.python_path):
             raise SandboxUnavailable(f"python for the sandbox not found at {self.python_path}")
+        if not self.rootless and not os.access(self.unshare_path, os.X_OK):
+            raise SandboxUnavailable(
+                f"unshare not found at {self.unshare_path}: install the apt package util-linux or fix the unshare path"
+            )
         self.locks.check()
 
     @property
@@ -306,17 +319,19 @@ class GVisorBackend(SandboxBackend):
 
             async def kill(pid: int) -> None:
                 await self._runsc("kill", "--all", container_id, "KILL")
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                await kill_launcher(pid)
                 if group is not None:
                     group.kill_all()
 
             argv = self.runsc_argv("run", "--bundle", str(bundle), container_id)
             if group is not None:
                 argv = join_argv(group.procs_files, argv, self.shell_path)
+            if not self.rootless:
+                # A new pid namespace needs CAP_SYS_ADMIN; its own /proc keeps /proc/self right for runsc.
+                argv = [self.unshare_path, "--pid", "--fork", "--kill-child", "--mount-proc", "--", *argv]
             captured = await supervise(
                 argv,
-                env={"PATH": "/usr/bin:/bin"},
+                env=LAUNCHER_ENV,
                 deadline_seconds=run.limits.wall_seconds + self.startup_grace_seconds,
                 output_bytes=run.limits.output_bytes,
                 kill=kill,

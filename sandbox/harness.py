@@ -21,7 +21,15 @@ stderr tail and cannot corrupt the report. The report holds::
 Tool errors never crash the harness: an exception in the tool gives ``crashed``
 with the traceback (tool frames only) in ``error`` and the class in
 ``error_type``. ``refused`` means the tool was not called because the request
-did not fit it (input not an object, no such function, wrong arguments).
+did not fit it (input not an object, no such function, wrong arguments). A
+result too large to report is not sent: the report says ``output_limit`` (its
+JSON is larger than the output limit) or ``memory`` (encoding it ran out of
+memory) instead.
+
+Started as pid 1 of a pid namespace (``bwrap --as-pid-1``, gVisor,
+Kubernetes), the harness forks and the parent stays behind as that
+namespace's init: it reaps every orphan of the tool and exits with the
+harness's status, so each process of a run is waited for by its parent.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import itertools
 import json
 import linecache
 import os
@@ -44,6 +53,9 @@ from typing import Any
 MARKER = "\x1ecrewcanvas-result:"
 TOOL_FILENAME = "tool.py"
 MAX_ERROR_CHARS = 32 * 1024
+#: Characters encoded per write when sending the report, so a large one is never copied whole.
+_WRITE_CHARS = 1024 * 1024
+_END = object()
 
 
 class CpuLimitExceeded(BaseException):
@@ -145,7 +157,10 @@ def _call_command(job_dir: str, workdir: str, output_bytes: int) -> tuple[str, A
     if len(data) > output_bytes:
         os.killpg(child.pid, signal.SIGKILL)
         child.wait()
-        return "output_limit", f"command printed more than {output_bytes} bytes on stdout"
+        return "output_limit", (
+            f"the command printed more than the output limit of {describe_size(output_bytes)} on stdout; "
+            "print less or raise the limit"
+        )
     status = child.wait()
     if status != 0:
         return "crashed", f"command exited with status {status}"
@@ -199,23 +214,126 @@ def _execute(job_dir: str, config: dict[str, Any]) -> dict[str, Any]:
     return report
 
 
-def _encode(report: dict[str, Any]) -> bytes:
+def describe_size(size: int) -> str:
+    """``size`` in the unit people set limits in: ``8 MiB``, ``1.5 MiB``, ``512 KiB``, ``1000 bytes``."""
+    for unit, name in ((1024 * 1024, "MiB"), (1024, "KiB")):
+        if size >= unit:
+            return f"{size // unit} {name}" if size % unit == 0 else f"{size / unit:.1f} {name}"
+    return f"{size} bytes"
+
+
+def json_size_at_least(value: Any, limit: int) -> int:
+    """A lower bound of the size of ``value`` as JSON, found without building the text.
+
+    Counting stops once the bound passes ``limit``, so this ends quickly even for
+    a huge (or self-referencing) value. Used when encoding ran out of memory.
+    """
+    total = 0
+    pending = [iter((value,))]
+    while pending and total <= limit:
+        item = next(pending[-1], _END)
+        if item is _END:
+            pending.pop()
+        elif isinstance(item, str):
+            total += len(item) + 2  # UTF-8 has at least one byte per character, escapes only add
+        elif isinstance(item, dict):
+            total += 2 * len(item) + 1  # braces, colons and commas
+            pending.append(itertools.chain.from_iterable(item.items()))
+        elif isinstance(item, (list, tuple)):
+            total += len(item) + 1  # brackets and commas
+            pending.append(iter(item))
+        else:
+            total += 1  # a number, true, false or null
+    return total
+
+
+def _utf8_size(text: str) -> int:
+    if text.isascii():
+        return len(text)
+    return sum(
+        len(text[start : start + _WRITE_CHARS].encode("utf-8", "backslashreplace"))
+        for start in range(0, len(text), _WRITE_CHARS)
+    )
+
+
+def _replace_result(report: dict[str, Any], reason: str, error: str, error_type: str | None = None) -> str:
+    """Drop the result from ``report``, explain why in it, and encode what is left."""
+    report.update(reason=reason, output=None, error=error, error_type=error_type)
+    return json.dumps(report, allow_nan=False, ensure_ascii=False, default=repr)
+
+
+def _encode(report: dict[str, Any], limits: dict[str, Any]) -> str:
+    """The report as one JSON text that fits the output limit; a result that cannot be sent is replaced."""
+    output_bytes = int(limits["output_bytes"])
     try:
         text = json.dumps(report, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError, RecursionError) as exc:
-        report.update(
-            reason="crashed",
-            output=None,
-            error_type=type(exc).__name__,
-            error=f"the tool returned a value that cannot be encoded as JSON: {exc}",
+        return _replace_result(
+            report, "crashed", f"the tool returned a value that cannot be encoded as JSON: {exc}", type(exc).__name__
         )
-        text = json.dumps(report, allow_nan=False, ensure_ascii=False, default=repr)
-    return (MARKER + text + "\n").encode("utf-8", "backslashreplace")
+    except MemoryError:
+        # Tell "too big to send anyway" apart from "too big for this memory limit".
+        size = json_size_at_least(report["output"], output_bytes)
+        if size > output_bytes:
+            return _replace_result(report, "output_limit", _too_large(limits))
+        memory = describe_size(int(limits["memory_bytes"]))
+        return _replace_result(
+            report,
+            "memory",
+            f"the tool's result could not be encoded as JSON within the memory limit of {memory}; "
+            "return less or raise the memory limit",
+            "MemoryError",
+        )
+    size = len(MARKER) + _utf8_size(text) + 1
+    if size > output_bytes:
+        del text  # may be most of the memory limit: free it before encoding the replacement
+        return _replace_result(report, "output_limit", _too_large(limits, size))
+    return text
+
+
+def _too_large(limits: dict[str, Any], size: int | None = None) -> str:
+    limit = describe_size(int(limits["output_bytes"]))
+    measured = f" ({describe_size(size)} as JSON)" if size is not None else ""
+    return f"the tool's result{measured} was larger than the output limit of {limit}; return less or raise the limit"
+
+
+def _send(result_fd: int, text: str) -> None:
+    """Write the report line in slices: encoding a large report whole would copy it once more."""
+    with open(result_fd, "wb", closefd=True) as result:
+        result.write(MARKER.encode())
+        for start in range(0, len(text), _WRITE_CHARS):
+            result.write(text[start : start + _WRITE_CHARS].encode("utf-8", "backslashreplace"))
+        result.write(b"\n")
+
+
+def _exit_status(status: int) -> int:
+    """A wait status as a shell would report it: the exit code, or 128 + the signal number."""
+    code = os.waitstatus_to_exitcode(status)
+    return code if code >= 0 else 128 - code
+
+
+def _serve_as_init() -> None:
+    """Fork; the child returns to run the harness, the parent reaps until it exits, then exits the same way.
+
+    Only pid 1 of a pid namespace is handed the orphans of the tool, and when it
+    exits the kernel kills every process left in the namespace.
+    """
+    harness = os.fork()
+    if harness == 0:
+        return
+    # Pid 1 receives only the signals it handles: handling none, no tool process can stop it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    while True:
+        pid, status = os.waitpid(-1, 0)
+        if pid == harness:
+            os._exit(_exit_status(status))
 
 
 def main(argv: list[str]) -> None:
     """Entry point: ``harness.py JOB_DIR``."""
     job_dir = argv[1]
+    if os.getpid() == 1:
+        _serve_as_init()
     with open(os.path.join(job_dir, "config.json"), encoding="utf-8") as handle:
         config = json.load(handle)
     os.makedirs(os.path.join(config["workdir"], ".tmp"), exist_ok=True)
@@ -236,13 +354,12 @@ def main(argv: list[str]) -> None:
         # harness itself reports, or the run would have two results.
         os._exit(0 if report["reason"] == "ok" else 1)
     report["cpu_seconds"] = _cpu_seconds()
-    payload = _encode(report)
+    text = _encode(report, config["limits"])
     for stream in (sys.stdout, sys.stderr):
         # The tool may have closed or replaced the stream: its text is lost, the report is not.
         with contextlib.suppress(OSError, ValueError, AttributeError):
             stream.flush()
-    with open(result_fd, "wb", closefd=True) as result:
-        result.write(payload)
+    _send(result_fd, text)
     # os._exit: do not wait for threads the tool left running or run its atexit hooks.
     os._exit(0)
 

@@ -13,11 +13,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 
 from sandbox.base import ExitReason, ToolResult, ToolRun
-from sandbox.harness import MARKER
+from sandbox.harness import MARKER, describe_size
 from sandbox.supervise import Captured
 
 _MARKER = MARKER.encode()
-_MiB = 1024 * 1024
 
 
 class HarnessReport(BaseModel):
@@ -74,9 +73,22 @@ def _classify(
     if captured.timed_out:
         return ExitReason.TIMEOUT, f"wall-clock limit of {limits.wall_seconds:g} s exceeded; the run was killed"
     if captured.output_exceeded:
-        return ExitReason.OUTPUT_LIMIT, f"the tool wrote more than {limits.output_bytes} bytes of output; killed"
+        limit = describe_size(limits.output_bytes)
+        if _MARKER in captured.stdout:
+            # The harness had begun its report: the result was what crossed the limit.
+            return ExitReason.OUTPUT_LIMIT, (
+                f"the tool's result and what it printed were together larger than the output limit of {limit}; "
+                "return or print less, or raise the limit"
+            )
+        return ExitReason.OUTPUT_LIMIT, (
+            f"the tool wrote more than {limits.output_bytes} bytes of output (its output limit of {limit}, stdout "
+            "and stderr together) and was killed; print less or raise the limit"
+        )
     if memory_exhausted and (report is None or report.reason != "memory"):
-        return ExitReason.MEMORY, f"memory limit of {limits.memory_bytes // _MiB} MiB exceeded; the kernel killed it"
+        return ExitReason.MEMORY, (
+            f"the tool exceeded its memory limit of {describe_size(limits.memory_bytes)} and the kernel killed it; "
+            "use less memory or raise the limit"
+        )
     if report is not None:
         return ExitReason(report.reason), report.error
     if exit_signal(captured.returncode) == signal.SIGXCPU:

@@ -5,6 +5,11 @@ the running loop rather than ``asyncio.create_subprocess_exec``: asyncio's
 ``Process.wait()`` only returns once the pipes reach EOF, and a reader that
 stops reading at the output cap would then never see EOF. Here the reader can
 stop at any byte and the exit is observed through the pidfd.
+
+A launcher (bwrap, or unshare around runsc) waits for the one child it starts,
+the pid 1 of the run's pid namespace. Killed before that child, it would leave
+it to be reaped by the host's init: where the app is PID 1 of a container,
+nobody. :func:`kill_launcher` therefore kills the child first.
 """
 
 from __future__ import annotations
@@ -13,10 +18,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
 
 from sandbox.base import SandboxFailure
@@ -28,6 +35,11 @@ _CHUNK = 64 * 1024
 _REAP_SECONDS = 10.0
 #: After exit, how long remaining buffered output may take to drain.
 _DRAIN_SECONDS = 2.0
+#: The whole environment of a sandbox launcher: nothing of the app's (HOME, PWD, secrets) is passed on,
+#: since a launcher's environment can show inside the sandbox (``/proc/<pid>/environ``).
+LAUNCHER_ENV: Mapping[str, str] = {"PATH": "/usr/bin:/bin"}
+#: After its child is killed, how long a launcher gets to reap it and exit before it is killed too.
+_LAUNCHER_EXIT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -120,13 +132,16 @@ async def supervise(
     output_bytes: int,
     kill: Callable[[int], Awaitable[None]],
     pass_fds: Sequence[int] = (),
-    cwd: str | None = None,
+    cwd: str = "/",
     tail_bytes: int = 8192,
 ) -> Captured:
     """Run ``argv`` until it exits, the deadline passes, or it prints more than ``output_bytes``.
 
     ``kill(pid)`` must end the launcher *and everything it started*; it is
     called on the deadline, on the output cap and when the caller is cancelled.
+    ``env`` is the launcher's whole environment. It starts in ``cwd``, by default
+    ``/`` rather than the app's working directory: that path would show in the
+    ``PWD`` a shell exports, and the directory would stay busy while the run lasts.
     """
     loop = asyncio.get_running_loop()
     started = time.monotonic()
@@ -193,3 +208,49 @@ async def supervise(
 async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:
     await source.wait()
     target.set()
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid``, read from /proc/*/stat (/proc/PID/task/TID/children may be absent)."""
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # The command name in parentheses may hold spaces and parentheses: split after the last one.
+            parent = int((entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == pid:
+            found.append(int(entry.name))
+    return found
+
+
+async def _exits_within(pid: int, seconds: float) -> bool:
+    """Whether the child ``pid`` exits within ``seconds`` (it is left unreaped)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            # WNOHANG: never blocks. WNOWAIT: leaves the exit status to the Popen that owns the child.
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:  # noqa: ASYNC222
+                return True
+        except ChildProcessError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.005)
+
+
+async def kill_launcher(launcher: int) -> None:
+    """SIGKILL the launcher's children (the run's pid 1), let the launcher reap them and exit, else kill it too.
+
+    A launcher still busy before its exec (the cgroup join shell, setpriv) has
+    no children yet and is killed at once.
+    """
+    children = _children(launcher)
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if not children or not await _exits_within(launcher, _LAUNCHER_EXIT_SECONDS):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(launcher, signal.SIGKILL)

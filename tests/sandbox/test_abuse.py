@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from sandbox import job
 from sandbox.base import ExitReason, Limits, SandboxBackend, ToolRun
 from sandbox.bwrap import BwrapBackend
 from sandbox.gvisor import GVisorBackend
+from sandbox.supervise import LAUNCHER_ENV
 from tests.sandbox.helpers import host_processes_matching, mount_count, run_tool, sandbox_processes, wait_until_gone
 
 
@@ -414,6 +416,44 @@ async def test_parent_environment_is_not_visible(backend: SandboxBackend, monkey
     assert result.reason is ExitReason.OK, result
     assert canary not in json.dumps(result.output)
     assert "CREWCANVAS_TEST_SECRET" not in result.output["environ"]  # type: ignore[index,operator]
+
+
+async def test_host_working_directory_and_home_are_not_visible(
+    backend: SandboxBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host_dir = tmp_path / f"host-cwd-{secrets.token_hex(6)}"
+    host_dir.mkdir()
+    monkeypatch.chdir(host_dir)
+    monkeypatch.setenv("HOME", str(host_dir))
+    monkeypatch.setenv("OLDPWD", str(host_dir))
+    result = await run_tool(
+        backend,
+        """
+        import os
+        def run():
+            seen = {"self": dict(os.environ)}
+            for pid in os.listdir("/proc"):
+                if pid.isdigit():
+                    try:
+                        raw = open(f"/proc/{pid}/environ", "rb").read().decode(errors="replace")
+                    except OSError as exc:
+                        seen[pid] = type(exc).__name__
+                        continue
+                    seen[pid] = dict(item.split("=", 1) for item in raw.split("\\0") if "=" in item)
+            return seen
+        """,
+    )
+    assert result.reason is ExitReason.OK, result
+    seen = result.output
+    assert isinstance(seen, dict)
+    assert host_dir.name not in json.dumps(seen)
+    assert isinstance(seen["1"], dict), f"the sandbox's pid 1 environment was unreadable: {seen['1']}"
+    # Only what the sandbox or its launcher set; PWD is the sandbox's own work dir, where the tool starts.
+    allowed = {*job.run_env(ToolRun(source="")).items(), ("PWD", job.WORK_DIR), *LAUNCHER_ENV.items()}
+    for pid, environment in seen.items():
+        if isinstance(environment, dict):
+            unexpected = {key: value for key, value in environment.items() if (key, value) not in allowed}
+            assert unexpected == {}, f"pid {pid} sees variables the sandbox did not set"
 
 
 async def test_dangerous_syscalls_are_refused(backend: SandboxBackend) -> None:
