@@ -39,7 +39,9 @@ def test_a_name_refuses(value: str, why: str) -> None:
     assert why in problem
 
 
-@pytest.mark.parametrize("value", ["Acme Labs", "Zo\u00eb\u2019s caf\u00e9 \u2013 \u21161", "مرحبا", "日本語チーム", "emoji 🚀"])
+@pytest.mark.parametrize(
+    "value", ["Acme Labs", "Zo\u00eb\u2019s caf\u00e9 \u2013 \u21161", "مرحبا", "日本語チーム", "emoji 🚀"]
+)
 def test_a_name_accepts_ordinary_text_in_any_script(value: str) -> None:
     assert text_problem(value, "name") is None
 
