@@ -37,7 +37,7 @@ REASON_TEXT: dict[str, str] = {
     "ok": "The tool finished and returned a result.",
     "timeout": "The tool ran out of time (wall clock or CPU) and was stopped.",
     "memory": "The tool used more memory than its limit and was stopped.",
-    "output_limit": "The tool printed more than its output limit and was stopped.",
+    "output_limit": "The tool printed or returned more than its output limit and was stopped.",
     "crashed": "The tool raised an exception or exited without a result.",
     "refused": "The tool could not be called with this input (no 'run' function, or wrong arguments).",
 }
