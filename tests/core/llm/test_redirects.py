@@ -102,12 +102,17 @@ async def test_the_test_button_reports_the_redirect(
     assert second_llm_server.requests == []
 
 
-async def test_a_provider_that_answers_directly_still_works(guarded: Stack, llm_server: ScriptedLLMServer) -> None:
-    provider = await guarded.add_provider(name="direct", base_url=llm_server.base_url, api_key=KEY)
+@pytest.mark.parametrize("kind", ["openai_compatible", "azure"])  # the kinds that speak the scripted format
+async def test_a_provider_that_answers_directly_still_works(
+    guarded: Stack, llm_server: ScriptedLLMServer, kind: str
+) -> None:
+    root = llm_server.base_url.removesuffix("/v1")
+    provider = await guarded.add_provider(name="direct", kind=kind, base_url=root + KINDS[kind], api_key=KEY)
     llm_server.script(Reply.say("hello"), Reply.say("hello again"))
     result = await guarded.llm.complete(guarded.admin, ChatRequest(messages=HELLO), provider_id=provider.id)
     assert result.content == "hello"
     chunks = [c async for c in guarded.llm.stream(guarded.admin, ChatRequest(messages=HELLO), provider_id=provider.id)]
     assert chunks[-1].result is not None
     assert chunks[-1].result.content == "hello again"
-    assert llm_server.requests[0].headers["authorization"] == f"Bearer {KEY}"
+    headers = llm_server.requests[0].headers
+    assert headers.get("authorization") == f"Bearer {KEY}" or headers.get("api-key") == KEY
