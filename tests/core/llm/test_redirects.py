@@ -116,3 +116,21 @@ async def test_a_provider_that_answers_directly_still_works(
     assert chunks[-1].result.content == "hello again"
     headers = llm_server.requests[0].headers
     assert headers.get("authorization") == f"Bearer {KEY}" or headers.get("api-key") == KEY
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
+async def test_openai_calls_through_litellms_own_handler_refuse_redirects_too(
+    guarded: Stack,
+    llm_server: ScriptedLLMServer,
+    second_llm_server: ScriptedLLMServer,
+    monkeypatch: pytest.MonkeyPatch,
+    stream: bool,
+) -> None:
+    monkeypatch.setenv("EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER", "True")  # LiteLLM then skips the OpenAI SDK
+    provider = await guarded.add_provider(name="moved", base_url=llm_server.base_url, api_key=KEY)
+    llm_server.default = Reply.redirect(f"{second_llm_server.base_url}/chat/completions")
+    with pytest.raises(AllProvidersFailed, match=r"redirect \(HTTP 307\)"):
+        await call(guarded, provider.id, stream)
+    assert second_llm_server.requests == []
+    llm_server.default = Reply.say("direct")
+    await call(guarded, provider.id, stream)
