@@ -7,6 +7,7 @@ validated by core (`parse_input`) so a rejected body is never echoed back with i
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import asdict
@@ -23,6 +24,7 @@ from core.llm.types import ChatRequest, ProviderKind, StreamChunk
 from core.providers import KIND_LABELS, LOCAL_NOTE, ProviderFields, ProviderInput, parse_input
 
 router = APIRouter(tags=["providers"])
+log = logging.getLogger(__name__)
 
 
 async def json_object(request: Request) -> dict[str, Any]:
@@ -131,6 +133,10 @@ async def _sse(chunks: AsyncIterator[StreamChunk]) -> AsyncIterator[bytes]:
                 yield f"data: {json.dumps({'delta': chunk.delta})}\n\n".encode()
     except CoreError as exc:
         yield f"event: error\ndata: {json.dumps({'detail': str(exc), 'error': type(exc).__name__})}\n\n".encode()
+    except Exception as exc:  # the status line is sent: the client learns of the failure here, or never
+        log.error("a chat stream failed: %s", type(exc).__name__)
+        detail = "the stream failed on the server; try again, and tell the operator if it keeps failing"
+        yield f"event: error\ndata: {json.dumps({'detail': detail, 'error': 'InternalError'})}\n\n".encode()
 
 
 @router.post("/api/llm/chat", summary="One chat completion through the tenant's providers (editors)")

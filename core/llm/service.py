@@ -95,8 +95,8 @@ class LLMService:
         self._limiter = limiter
         self._guard = guard
         self.policy = policy
-        remote = LiteLLMTransport()
-        self._transports: dict[ProviderKind, Transport] = dict.fromkeys(ProviderKind, remote)
+        self._remote = LiteLLMTransport()
+        self._transports: dict[ProviderKind, Transport] = dict.fromkeys(ProviderKind, self._remote)
         self._transports[ProviderKind.LOCAL] = LocalModelTransport()
         self._transports.update(transports or {})
         self.cooldowns = Cooldowns(policy.cooldown_s, clock)
@@ -193,6 +193,11 @@ class LLMService:
         local = self._transports.get(ProviderKind.LOCAL)
         if isinstance(local, LocalModelTransport):
             local.close()
+
+    async def aclose(self) -> None:
+        """Free the local model and close the connections to remote providers."""
+        self.close()
+        await self._remote.aclose()
 
     async def test_provider(self, ctx: TenantContext, provider_id: uuid.UUID) -> ProviderTestResult:
         """Send a 1-token request to this provider alone; report latency or the provider's error."""

@@ -2,9 +2,12 @@
 
 Every address the host name resolves to is checked (a name with one public and one
 private address is refused). The check runs when a provider is saved and again before
-calls, with a short cache. Caveat: the HTTP client resolves the name once more, so a
-DNS server that answers differently within the cache time is not caught here; operators
-who need that guarantee route outbound traffic through an egress proxy.
+calls, with a short cache. An operator may trust named hosts (`host` or `host:port`)
+while everything else private stays refused. Calls never follow redirects (see
+`http.py`), so the URL checked is the URL reached. Caveat: the HTTP client resolves the
+name once more, so a DNS server that answers differently within the cache time is not
+caught here; operators who need that guarantee route outbound traffic through an egress
+proxy.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import ipaddress
 import socket
 import time
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from core.llm.types import UnsafeEndpoint
@@ -28,10 +32,16 @@ def _is_public(address: str) -> bool:
 
 
 class EndpointGuard:
-    """Refuses base URLs that resolve to loopback, private, link-local or other non-public addresses."""
+    """Refuses base URLs that resolve to loopback, private, link-local or other non-public addresses.
 
-    def __init__(self, allow_private: bool) -> None:
+    `allow_private` lets every address through (a single-team install); `allowed_hosts`
+    lets only the named hosts through, each as `host` (any port) or `host:port`
+    (`[::1]:8000` for IPv6).
+    """
+
+    def __init__(self, allow_private: bool, allowed_hosts: Iterable[str] = ()) -> None:
         self.allow_private = allow_private
+        self.allowed_hosts = frozenset(h.strip().lower() for h in allowed_hosts if h.strip())
         self._checked: dict[str, float] = {}
 
     async def check(self, url: str) -> None:
@@ -42,12 +52,15 @@ class EndpointGuard:
         if self.allow_private:
             return
         host = parts.hostname
-        if self._checked.get(host, 0.0) > time.monotonic():
-            return
         try:
             port = parts.port or (443 if parts.scheme == "https" else 80)
         except ValueError as exc:
             raise UnsafeEndpoint(f"base URL {url!r} has an invalid port") from exc
+        with_port = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if host in self.allowed_hosts or with_port in self.allowed_hosts:
+            return
+        if self._checked.get(host, 0.0) > time.monotonic():
+            return
         loop = asyncio.get_running_loop()
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)

@@ -1,9 +1,10 @@
 """Transports: how a call reaches a provider. LiteLLM for the remote kinds; see `local.py` for the bundled model.
 
 A transport turns a `ChatRequest` for one provider and model into an `LLMResult` (or a
-stream of `StreamChunk`s) and every failure into a scrubbed `ProviderCallFailed`.
-LiteLLM is imported lazily (it takes seconds) with its price list read from the
-package (`LITELLM_LOCAL_MODEL_COST_MAP`), never fetched.
+stream of `StreamChunk`s) and every failure into a short, scrubbed `ProviderCallFailed`
+(`failures.py`). LiteLLM is imported lazily (it takes seconds) with its price list read
+from the package (`LITELLM_LOCAL_MODEL_COST_MAP`), never fetched. Every remote call is
+sent with a client of ours that never follows a redirect (`http.py`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import asyncio
 import os
 import threading
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from core.llm.failures import translate_error
 from core.llm.types import (
     PASSTHROUGH_PARAMS,
     ChatRequest,
@@ -23,8 +25,10 @@ from core.llm.types import (
     ResolvedProvider,
     StreamChunk,
     ToolCall,
-    scrub,
 )
+
+if TYPE_CHECKING:
+    from core.llm.http import ProviderHTTP
 
 
 class Transport(Protocol):
@@ -95,51 +99,6 @@ def litellm_arguments(provider: ResolvedProvider, model: str, request: ChatReque
     return kwargs
 
 
-def _causes(exc: BaseException) -> list[BaseException]:
-    """`exc` and what it wraps (LiteLLM keeps the original in `original_exception`)."""
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain and len(chain) < 8:
-        chain.append(current)
-        wrapped = getattr(current, "original_exception", None)
-        current = wrapped if isinstance(wrapped, BaseException) else current.__cause__ or current.__context__
-    return chain
-
-
-def translate_error(exc: BaseException, provider: ResolvedProvider) -> ProviderCallFailed:
-    """A LiteLLM/HTTP failure as a `ProviderCallFailed`, with secrets scrubbed from the detail."""
-    import httpx
-
-    litellm = _litellm()
-    status = getattr(exc, "status_code", None)
-    status = status if isinstance(status, int) else None
-    causes = _causes(exc)
-    text = " ".join(str(c) for c in causes).lower()
-    if any(isinstance(c, asyncio.TimeoutError | litellm.Timeout | httpx.TimeoutException) for c in causes) or (
-        "timeout" in text or "timed out" in text
-    ):
-        kind = "timeout"
-    elif isinstance(exc, litellm.AuthenticationError | litellm.PermissionDeniedError) or status in {401, 403}:
-        kind = "auth"
-    elif isinstance(exc, litellm.RateLimitError) or status == 429:
-        kind = "rate_limited"
-    elif any(isinstance(c, litellm.APIConnectionError | httpx.TransportError) for c in causes) and status in {
-        None,
-        500,
-    }:
-        kind = "connection"
-    elif status is not None and status >= 500:
-        kind = "server_error"
-    elif isinstance(exc, litellm.BadRequestError) or (status is not None and 400 <= status < 500):
-        kind = "bad_request"
-    else:
-        kind = "bad_response"
-    detail = scrub(str(exc) or type(exc).__name__, provider.api_key)
-    if len(detail) > 400:
-        detail = detail[:400] + "..."
-    return ProviderCallFailed(provider.name, kind, detail, status)
-
-
 def _cost(litellm: Any, response: Any) -> float | None:
     try:
         cost = litellm.completion_cost(completion_response=response)
@@ -148,8 +107,58 @@ def _cost(litellm: Any, response: Any) -> float | None:
     return float(cost) if cost else None
 
 
+def _openai_through_litellm_http() -> bool:
+    """LiteLLM sends OpenAI calls through its own HTTP handler instead of the SDK when this is set."""
+    return os.environ.get("EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER", "").strip().lower() == "true"
+
+
 class LiteLLMTransport:
-    """Every remote provider kind through `litellm.acompletion`."""
+    """Every remote provider kind through `litellm.acompletion`, on connections that refuse redirects."""
+
+    def __init__(self) -> None:
+        self._pools: ProviderHTTP | None = None
+
+    def _http(self) -> ProviderHTTP:
+        if self._pools is None:
+            from core.llm.http import ProviderHTTP
+
+            self._pools = ProviderHTTP()
+        return self._pools
+
+    async def aclose(self) -> None:
+        """Close the connection pool of the running event loop."""
+        if self._pools is not None:
+            await self._pools.aclose()
+
+    def _client(self, provider: ResolvedProvider, kwargs: dict[str, Any], timeout_s: float) -> Any:
+        """The client LiteLLM sends this call with. Without one it picks its own, which follow redirects.
+
+        LiteLLM uses a passed client only when it is of the type that path expects: the
+        OpenAI SDK's for OpenAI (unless LiteLLM is told to use its own handler) and Azure,
+        its `AsyncHTTPHandler` for Anthropic and Ollama. Tests cover every kind on the wire.
+        """
+        http = self._http()
+        if provider.kind is ProviderKind.AZURE or (
+            provider.kind in {ProviderKind.OPENAI, ProviderKind.OPENAI_COMPATIBLE}
+            and not _openai_through_litellm_http()
+        ):
+            import openai
+
+            common: dict[str, Any] = {
+                # never the SDK's fallback to the server's environment (OPENAI_API_KEY)
+                "api_key": kwargs.get("api_key") or "none",
+                "http_client": http.client(timeout_s),
+                "max_retries": 0,
+                "timeout": timeout_s,
+            }
+            if provider.kind is ProviderKind.AZURE:
+                return openai.AsyncAzureOpenAI(
+                    azure_endpoint=provider.base_url or "", api_version=kwargs["api_version"], **common
+                )
+            return openai.AsyncOpenAI(base_url=provider.base_url, **common)
+        from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler
+
+        return AsyncHTTPHandler(timeout=timeout_s, transport=http.transport(), follow_redirects=False)
 
     async def complete(
         self, provider: ResolvedProvider, model: str, request: ChatRequest, timeout_s: float
@@ -157,6 +166,7 @@ class LiteLLMTransport:
         litellm = await asyncio.to_thread(_litellm)
         kwargs = litellm_arguments(provider, model, request, timeout_s)
         try:
+            kwargs["client"] = self._client(provider, kwargs, timeout_s)
             response = await asyncio.wait_for(litellm.acompletion(**kwargs), timeout_s + 1.0)
         except Exception as exc:  # every failure becomes a scrubbed ProviderCallFailed
             raise translate_error(exc, provider) from None
@@ -187,6 +197,7 @@ class LiteLLMTransport:
         kwargs = litellm_arguments(provider, model, request, timeout_s)
         kwargs |= {"stream": True, "stream_options": {"include_usage": True}}
         try:
+            kwargs["client"] = self._client(provider, kwargs, timeout_s)
             response = await asyncio.wait_for(litellm.acompletion(**kwargs), timeout_s + 1.0)
             iterator = response.__aiter__()
         except Exception as exc:  # every failure becomes a scrubbed ProviderCallFailed

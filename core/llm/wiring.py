@@ -31,7 +31,7 @@ class LLMStack:
         await self.usage.start()
 
     async def close(self) -> None:
-        self.llm.close()
+        await self.llm.aclose()
         await self.limiter.close()
         await self.usage.close()
 
