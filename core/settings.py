@@ -87,6 +87,8 @@ class LLMSettings(EnvSettings):
     model_config = SettingsConfigDict(env_prefix="LLM_")
 
     allow_private_endpoints: bool | None = None
+    # Private hosts providers may use while the rest stays refused: comma-separated `host` or `host:port`.
+    allowed_private_hosts: str = ""
     request_timeout_s: float = 60.0
     max_retries: int = 2
     failover_cooldown_s: float = 30.0

@@ -43,7 +43,10 @@ class LLMStack:
 def build_llm(settings: AppSettings, db: Database) -> LLMStack:
     """Choose usage and rate-limit backends from settings; nothing connects until used."""
     keyring = KeyRing(settings.security.master_keys.get_secret_value())
-    guard = EndpointGuard(allow_private=settings.allow_private_llm_endpoints)
+    guard = EndpointGuard(
+        allow_private=settings.allow_private_llm_endpoints,
+        allowed_hosts=settings.llm.allowed_private_hosts.split(","),
+    )
     providers = ProviderService(db, CredentialVault(db, keyring), guard)
     usage: UsageStore = (
         MongoUsageStore(settings.mongo.url, settings.mongo.database) if settings.mongo.url else DatabaseUsageStore(db)

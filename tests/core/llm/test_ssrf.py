@@ -6,6 +6,9 @@ import pytest
 
 from core.llm.ssrf import EndpointGuard
 from core.llm.types import UnsafeEndpoint
+from core.llm.wiring import build_llm
+from core.settings import AppSettings
+from db.database import Database
 
 
 async def test_loopback_is_refused_in_production_mode() -> None:
@@ -27,3 +30,16 @@ async def test_an_allowed_ipv6_host_is_written_in_brackets() -> None:
     await guard.check("http://[::1]:8000/v1")
     with pytest.raises(UnsafeEndpoint):
         await guard.check("http://[::1]:8001/v1")
+
+
+async def test_the_operator_names_trusted_private_hosts_in_settings(
+    clean_env: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLM_ALLOW_PRIVATE_ENDPOINTS", "false")
+    monkeypatch.setenv("LLM_ALLOWED_PRIVATE_HOSTS", "vllm.internal:8000, 127.0.0.1:8000")
+    settings = AppSettings.load()
+    stack = build_llm(settings, Database(settings.database_url, data_dir=settings.data_dir))
+    guard = stack.llm._guard
+    await guard.check("http://127.0.0.1:8000/v1")
+    with pytest.raises(UnsafeEndpoint):
+        await guard.check("http://127.0.0.1:9000/v1")
