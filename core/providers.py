@@ -7,6 +7,7 @@ the key (`sk-...9f2c`), never the key: the decrypted key exists only in the
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -77,6 +78,24 @@ def _printable_key(value: SecretStr) -> SecretStr:
     return value
 
 
+def _finite(value: dict[str, Any]) -> dict[str, Any]:
+    # Python's JSON decoder takes NaN and Infinity, which are not JSON: PostgreSQL's json type refuses them.
+    pending: list[Any] = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("holds NaN or Infinity, which JSON does not have; send a finite number")
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return value
+
+
+#: Parameters sent with every call (temperature, top_p, ...): checked JSON, finite numbers only.
+DefaultParams = Annotated[JsonObject, AfterValidator(_finite)]
+
+
 #: An API key: any printable text, never a control character; never shown back.
 ApiKey = Annotated[SecretStr, AfterValidator(_printable_key)]
 
@@ -93,7 +112,7 @@ class ProviderFields(BaseModel):
     base_url: Line | None = Field(default=None, description="The endpoint (Azure, Ollama, OpenAI-compatible).")
     api_key: ApiKey | None = Field(default=None, description="Stored encrypted; answers show a masked hint only.")
     clear_api_key: bool = False
-    default_params: JsonObject | None = None
+    default_params: DefaultParams | None = None
     fallback_provider_id: uuid.UUID | None = None
     clear_fallback: bool = False
     enabled: bool | None = None

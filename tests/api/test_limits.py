@@ -231,3 +231,21 @@ def test_the_limit_and_the_error_bodies_guard_the_api_on_the_nicegui_app(tmp_pat
         "missing": [404, "NotFound"],
         "wrong": [405, "POST", "MethodNotAllowed"],
     }
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e400"])
+async def test_numbers_json_does_not_have_are_refused_where_they_would_be_stored(
+    client: httpx.AsyncClient, number: bytes
+) -> None:
+    """Python's decoder takes NaN and Infinity; PostgreSQL's json type does not (that was a 500)."""
+    owner = await sign_up(client, "owner@example.com", "acme")
+    [provider] = (await client.get("/api/providers", headers=owner.headers)).json()
+    response = await client.patch(
+        f"/api/providers/{provider['id']}",
+        headers=owner.headers | {"content-type": "application/json"},
+        content=b'{"default_params": {"temperature": ' + number + b"}}",
+    )
+    assert response.status_code == 422, response.text
+    assert [p["field"] for p in response.json()["problems"]] == ["default_params"]
+    kept = (await client.get(f"/api/providers/{provider['id']}", headers=owner.headers)).json()["default_params"]
+    assert kept == provider["default_params"]
