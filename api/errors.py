@@ -7,7 +7,8 @@ What answers with an `ErrorBody`:
   values are never repeated: they may be passwords or keys);
 - Starlette's HTTP errors under `/api/`: no such route (404), a method the path does not
   take (405, with an `Allow` header naming every method of every route for that path), a
-  body that cannot be read (400) and a body over the size limit (413, `api.limits`).
+  body that cannot be read (400) and a body over the size limit (413, `api.limits`);
+- a bug (500, never documented: the schemathesis suite checks that none happens).
 
 Routers declare which of these they answer with `responses(...)`, so the OpenAPI
 document names every status code the API can answer.
@@ -60,7 +61,7 @@ class ErrorBody(BaseModel):
     error: str = Field(
         description="The kind of error: InvalidInput, NotFound, Conflict, PermissionDenied, AuthenticationFailed, "
         "RateLimited, BackendUnavailable (or one of their kinds, e.g. SandboxUnavailableError), BadRequest, "
-        "MethodNotAllowed, ContentTooLarge."
+        "MethodNotAllowed, ContentTooLarge, InternalError."
     )
     detail: str = Field(description="What was wrong and what to do, in one sentence for people.")
     problems: list[ProblemOut] = Field(
@@ -211,8 +212,22 @@ def _http_error(fallback: Handler | None) -> Callable[[Request, Exception], Awai
     return handle
 
 
+def _server_error(fallback: Handler | None) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """A bug: the traceback goes to the log (Starlette re-raises after this), the caller gets an `ErrorBody`."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        if request.url.path.startswith(API_PREFIX) or fallback is None:
+            detail = "the server failed on this request and logged why; try again, and tell the operator if it persists"
+            return error_response(500, "InternalError", detail)
+        answer = fallback(request, exc)
+        return await answer if inspect.isawaitable(answer) else answer
+
+    return handle
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every error under `/api/` with an `ErrorBody`; keep handlers already installed for other paths."""
+    app.add_exception_handler(Exception, _server_error(app.exception_handlers.get(Exception)))
     app.add_exception_handler(errors.CoreError, _core_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     # NiceGUI installs HTML pages for some status codes (404); Starlette looks handlers up by

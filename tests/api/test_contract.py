@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
+from fastapi import APIRouter, FastAPI
 
 from tests.api.conftest import sign_up
 
@@ -175,3 +176,20 @@ async def test_the_usage_day_takes_a_date(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/usage/daily", headers=owner.headers, params={"day": "2026-11-30"})
     assert response.status_code == 200, response.text
     assert response.json() == {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+
+
+async def test_a_bug_is_a_500_with_the_error_body_and_no_traceback(app: FastAPI) -> None:
+    probe = APIRouter()
+
+    @probe.get("/api/_probe/bug")
+    async def bug() -> None:
+        raise RuntimeError("internal detail: secret-ish state")
+
+    app.include_router(probe)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        response = await http.get("/api/_probe/bug")
+        spec = await document(http)
+    body = assert_error_body(spec, response, 500, "InternalError")
+    assert "internal detail" not in response.text
+    assert "try again" in body["detail"]
