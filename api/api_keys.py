@@ -9,17 +9,20 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CurrentContext, CurrentPrincipal, ServicesDep
+from api.errors import BODY_ERRORS, IN_TENANT, responses
+from api.fields import RoleName
 from core.auth.api_keys import ApiKeyInfo
 from core.errors import InvalidInput
+from core.text import Name
 
-router = APIRouter(prefix="/api/api-keys", tags=["api keys"])
+router = APIRouter(prefix="/api/api-keys", tags=["api keys"], responses=responses(*IN_TENANT))
 
 
 class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(max_length=200, description="Where you will use the key.")
-    role: str | None = Field(default=None, max_length=20, description="At most your own role (the default).")
+    name: Name = Field(description="Where you will use the key.")
+    role: RoleName | None = Field(default=None, description="At most your own role (the default).")
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
 
 
@@ -57,7 +60,12 @@ async def list_keys(ctx: CurrentContext, services: ServicesDep) -> list[ApiKeyOu
     return [_out(k) for k in await services.identity.api_keys.list_keys(ctx)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Create an API key (shown once)")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create an API key (shown once)",
+    responses=responses(*BODY_ERRORS),
+)
 async def create_key(
     body: ApiKeyCreate, ctx: CurrentContext, principal: CurrentPrincipal, services: ServicesDep
 ) -> CreatedApiKeyOut:

@@ -9,10 +9,14 @@ from fastapi import APIRouter, Body, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CurrentPrincipal, ServicesDep, client_address
+from api.errors import BODY_ERRORS, responses
+from api.fields import Email, Password, Slug, Token
 from core.auth.authenticator import TokenPair
 from core.errors import InvalidInput
+from core.text import Name
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
+_BODY = BODY_ERRORS
 
 
 class Strict(BaseModel):
@@ -20,33 +24,31 @@ class Strict(BaseModel):
 
 
 class SignupRequest(Strict):
-    email: str = Field(max_length=320)
-    password: str = Field(max_length=1024)
-    display_name: str = Field(default="", max_length=200)
-    tenant_slug: str | None = Field(default=None, max_length=64, description="A new tenant you will own.")
-    tenant_name: str = Field(default="", max_length=200)
-    invite_token: str | None = Field(
-        default=None, max_length=200, description="Join the inviting tenant instead of creating one."
-    )
+    email: Email
+    password: Password
+    display_name: Name = ""
+    tenant_slug: Slug | None = Field(default=None, description="A new tenant you will own.")
+    tenant_name: Name = ""
+    invite_token: Token | None = Field(default=None, description="Join the inviting tenant instead of creating one.")
 
 
 class LoginRequest(Strict):
-    email: str = Field(max_length=320)
-    password: str = Field(max_length=1024)
-    tenant: str | None = Field(default=None, max_length=64, description="Slug of the tenant to work in.")
+    email: Email
+    password: Password
+    tenant: Slug | None = Field(default=None, description="Slug of the tenant to work in.")
 
 
 class RefreshRequest(Strict):
-    refresh_token: str = Field(max_length=200)
+    refresh_token: Token
 
 
 class LogoutRequest(Strict):
-    refresh_token: str | None = Field(default=None, max_length=200)
+    refresh_token: Token | None = None
 
 
 class PasswordChange(Strict):
-    current_password: str = Field(max_length=1024)
-    new_password: str = Field(max_length=1024)
+    current_password: Password
+    new_password: Password
 
 
 class TokenResponse(BaseModel):
@@ -86,7 +88,12 @@ def _tokens(pair: TokenPair) -> TokenResponse:
     )
 
 
-@router.post("/signup", status_code=status.HTTP_201_CREATED, summary="Create an account (and a tenant, or join one)")
+@router.post(
+    "/signup",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create an account (and a tenant, or join one)",
+    responses=responses(*_BODY, 403, 404, 409, 429, 503),
+)
 async def signup(body: SignupRequest, services: ServicesDep) -> TokenResponse:
     """Create a user. With `tenant_slug` they get a new tenant they own; with `invite_token` they join that tenant."""
     identity = services.identity
@@ -109,7 +116,7 @@ async def signup(body: SignupRequest, services: ServicesDep) -> TokenResponse:
     return _tokens(pair)
 
 
-@router.post("/login", summary="Sign in with email and password")
+@router.post("/login", summary="Sign in with email and password", responses=responses(*_BODY, 401, 404, 429, 503))
 async def login(body: LoginRequest, services: ServicesDep, request: Request) -> TokenResponse:
     """Returns a short-lived access token and a refresh token. Repeated failures are throttled (429)."""
     pair = await services.identity.auth.login(
@@ -118,13 +125,13 @@ async def login(body: LoginRequest, services: ServicesDep, request: Request) -> 
     return _tokens(pair)
 
 
-@router.post("/refresh", summary="Exchange a refresh token for new tokens")
+@router.post("/refresh", summary="Exchange a refresh token for new tokens", responses=responses(*_BODY, 401, 404))
 async def refresh(body: RefreshRequest, services: ServicesDep) -> TokenResponse:
     """Each refresh token works once. Using one twice revokes the whole sign-in."""
     return _tokens(await services.identity.auth.refresh(body.refresh_token))
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, summary="Sign out")
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, summary="Sign out", responses=responses(*_BODY, 401))
 async def logout(
     principal: CurrentPrincipal,
     services: ServicesDep,
@@ -137,7 +144,7 @@ async def logout(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/me", summary="Who am I, and which tenants can I use")
+@router.get("/me", summary="Who am I, and which tenants can I use", responses=responses(401, 404))
 async def me(principal: CurrentPrincipal, services: ServicesDep) -> MeResponse:
     user = await services.identity.accounts.get(principal.user_id)
     tenants = await services.identity.members.tenants_of(principal.user_id)
@@ -150,7 +157,12 @@ async def me(principal: CurrentPrincipal, services: ServicesDep) -> MeResponse:
     )
 
 
-@router.post("/password", status_code=status.HTTP_204_NO_CONTENT, summary="Change your password")
+@router.post(
+    "/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Change your password",
+    responses=responses(*_BODY, 401, 404),
+)
 async def change_password(body: PasswordChange, principal: CurrentPrincipal, services: ServicesDep) -> Response:
     """Every existing sign-in of yours (tokens and browser sessions) ends; sign in again."""
     if principal.api_key_id is not None:

@@ -21,6 +21,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.fields import SLUG_PATTERN
 from core.auth.authenticator import Principal
 from core.context import TenantContext
 from core.errors import AuthenticationFailed
@@ -57,11 +58,15 @@ async def get_context(
     services: ServicesDep,
     principal: CurrentPrincipal,
     x_tenant: Annotated[
-        str | None, Header(description="Slug of the tenant to act on (default: the one the token was issued for).")
+        str | None,
+        Header(
+            pattern=SLUG_PATTERN,
+            description="Slug of the tenant to act on (default: the one the token was issued for).",
+        ),
     ] = None,
 ) -> TenantContext:
     """The caller's context in the selected tenant, with their current role."""
-    return await services.identity.auth.context(principal, x_tenant.strip() if x_tenant else None)
+    return await services.identity.auth.context(principal, x_tenant or None)
 
 
 CurrentContext = Annotated[TenantContext, Depends(get_context)]

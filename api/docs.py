@@ -7,6 +7,7 @@ document: every operation with its summary, parameters and request body.
 
 from __future__ import annotations
 
+import json
 from html import escape
 from typing import Any
 
@@ -40,7 +41,26 @@ def _document(request: Request) -> dict[str, Any]:
         )
         # The UI's pages and NiceGUI's internals are not part of the API.
         spec["paths"] = {path: item for path, item in spec.get("paths", {}).items() if path.startswith("/api/")}
+        spec = _one_error_body(spec)
         app.state.api_openapi = spec
+    return spec
+
+
+_FASTAPI_422 = "#/components/schemas/HTTPValidationError"
+
+
+def _one_error_body(spec: dict[str, Any]) -> dict[str, Any]:
+    """Every error answer described by `ErrorBody`: FastAPI's own 422 schema is not what the API sends."""
+    for item in spec["paths"].values():
+        for method in _METHODS:
+            for answer in item.get(method, {}).get("responses", {}).values():
+                content = answer.get("content", {}).get("application/json", {})
+                if content.get("schema", {}).get("$ref") == _FASTAPI_422:
+                    content["schema"] = {"$ref": "#/components/schemas/ErrorBody"}
+    schemas = spec.get("components", {}).get("schemas", {})
+    if _FASTAPI_422 not in json.dumps(spec["paths"]):
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
     return spec
 
 

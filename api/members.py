@@ -9,6 +9,8 @@ from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CurrentContext, CurrentPrincipal, ServicesDep
+from api.errors import BODY_ERRORS, IN_TENANT, responses
+from api.fields import Email, RoleName, Token
 from core.auth.invites import InviteInfo
 from core.auth.members import MemberInfo
 from core.errors import InvalidInput
@@ -21,20 +23,19 @@ class Strict(BaseModel):
 
 
 class RoleChange(Strict):
-    role: str = Field(max_length=20, description="viewer, editor or admin.")
+    role: RoleName = Field(description="viewer, editor or admin.")
 
 
 class InviteCreate(Strict):
-    role: str = Field(max_length=20, description="viewer, editor or admin (at most your own role).")
-    email: str | None = Field(
+    role: RoleName = Field(description="viewer, editor or admin (at most your own role).")
+    email: Email | None = Field(
         default=None,
-        max_length=320,
         description="Only this address may accept; with a mail server configured, the link is mailed to it.",
     )
 
 
 class InviteToken(Strict):
-    token: str = Field(max_length=200)
+    token: Token
 
 
 class MemberOut(BaseModel):
@@ -92,29 +93,41 @@ def _invite(info: InviteInfo) -> InviteOut:
     )
 
 
-@router.get("", summary="Members of the tenant")
+@router.get("", summary="Members of the tenant", responses=responses(*IN_TENANT))
 async def list_members(ctx: CurrentContext, services: ServicesDep) -> list[MemberOut]:
     return [_member(m) for m in await services.identity.members.list_members(ctx)]
 
 
-@router.patch("/{user_id}", summary="Change a member's role (admin)")
+@router.patch(
+    "/{user_id}", summary="Change a member's role (admin)", responses=responses(*IN_TENANT, *BODY_ERRORS, 409)
+)
 async def change_role(user_id: uuid.UUID, body: RoleChange, ctx: CurrentContext, services: ServicesDep) -> MemberOut:
     return _member(await services.identity.members.change_role(ctx, user_id, body.role))
 
 
-@router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Remove a member (admin), or leave")
+@router.delete(
+    "/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Remove a member (admin), or leave",
+    responses=responses(*IN_TENANT, 409),
+)
 async def remove_member(user_id: uuid.UUID, ctx: CurrentContext, services: ServicesDep) -> Response:
     """Their access to this tenant ends at once: tokens, API keys and browser sessions."""
     await services.identity.members.remove(ctx, user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/invites", summary="Pending invitations (admin)")
+@router.get("/invites", summary="Pending invitations (admin)", responses=responses(*IN_TENANT))
 async def pending_invites(ctx: CurrentContext, services: ServicesDep) -> list[InviteOut]:
     return [_invite(i) for i in await services.identity.invites.pending(ctx)]
 
 
-@router.post("/invites", status_code=status.HTTP_201_CREATED, summary="Invite someone by link or email (admin)")
+@router.post(
+    "/invites",
+    status_code=status.HTTP_201_CREATED,
+    summary="Invite someone by link or email (admin)",
+    responses=responses(*IN_TENANT, *BODY_ERRORS, 429),
+)
 async def create_invite(
     body: InviteCreate, request: Request, ctx: CurrentContext, services: ServicesDep
 ) -> CreatedInviteOut:
@@ -135,13 +148,22 @@ async def create_invite(
     )
 
 
-@router.delete("/invites/{invite_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Withdraw an invitation")
+@router.delete(
+    "/invites/{invite_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Withdraw an invitation",
+    responses=responses(*IN_TENANT),
+)
 async def revoke_invite(invite_id: uuid.UUID, ctx: CurrentContext, services: ServicesDep) -> Response:
     await services.identity.invites.revoke(ctx, invite_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/invites/preview", summary="What an invitation is for (no sign-in needed)")
+@router.post(
+    "/invites/preview",
+    summary="What an invitation is for (no sign-in needed)",
+    responses=responses(*BODY_ERRORS, 404, 409),
+)
 async def preview_invite(body: InviteToken, services: ServicesDep) -> InvitePreviewOut:
     preview = await services.identity.invites.preview(body.token)
     return InvitePreviewOut(
@@ -149,7 +171,11 @@ async def preview_invite(body: InviteToken, services: ServicesDep) -> InvitePrev
     )
 
 
-@router.post("/invites/accept", summary="Accept an invitation as the signed-in user")
+@router.post(
+    "/invites/accept",
+    summary="Accept an invitation as the signed-in user",
+    responses=responses(401, *BODY_ERRORS, 403, 404, 409),
+)
 async def accept_invite(body: InviteToken, principal: CurrentPrincipal, services: ServicesDep) -> JoinedOut:
     if principal.api_key_id is not None:
         raise InvalidInput("an API key cannot accept invitations; sign in as a user")

@@ -1,126 +1,192 @@
 """`/api/providers`: LLM provider records (admins manage, members list), their test, usage; `/api/llm/chat`.
 
-Keys go in, never out: responses carry `credential_hint` (`sk-...9f2c`) only. Bodies are
-validated by core (`parse_input`) so a rejected body is never echoed back with its key.
+Keys go in, never out: responses carry `credential_hint` (`sk-...9f2c`) only, and a
+rejected body is never echoed back (`api.errors` leaves the submitted values out of
+every 422), so a key in a wrong body does not come back either.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from api.deps import CurrentContext, ServicesDep
-from core.errors import CoreError, InvalidInput
-from core.llm.types import ChatRequest, ProviderKind, StreamChunk
-from core.providers import KIND_LABELS, LOCAL_NOTE, ProviderFields, ProviderInput, parse_input
+from api.errors import BODY_ERRORS, IN_TENANT, responses
+from api.fields import ShortLine
+from core.errors import CoreError
+from core.llm.service import ProviderTestResult
+from core.llm.types import ChatRequest, LLMResult, ProviderKind, StreamChunk
+from core.providers import KIND_LABELS, LOCAL_NOTE, ModelId, ProviderFields, ProviderInput, ProviderView
+from core.text import Code, JsonObject
+from core.usage import UsageEntry, UsageTotals
 
 router = APIRouter(tags=["providers"])
 log = logging.getLogger(__name__)
+_TENANT = responses(*IN_TENANT)
+
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-async def json_object(request: Request) -> dict[str, Any]:
-    """The request body as a JSON object. Unlike FastAPI's own validation errors, ours never
-    repeat the body back: it may hold an API key."""
-    try:
-        body = await request.json()
-    except ValueError:
-        raise InvalidInput("the request body is not valid JSON; send a JSON object") from None
-    if not isinstance(body, dict):
-        raise InvalidInput(f"the request body must be a JSON object, not a {type(body).__name__}")
-    return body
+def _iso_day(value: object) -> object:
+    if isinstance(value, str) and not _ISO_DAY.fullmatch(value):
+        raise ValueError("must be a day written YYYY-MM-DD, e.g. 2026-11-30")
+    return value
 
 
-JsonBody = Annotated[dict[str, Any], Depends(json_object)]
+def _before_the_last_day(day: date) -> date:
+    if day == date.max:  # the day after it, where its totals end, does not exist
+        raise ValueError("must be a day before 9999-12-31")
+    return day
 
 
-@router.get("/api/providers", summary="List the tenant's LLM providers (any member)")
-async def list_providers(ctx: CurrentContext, services: ServicesDep) -> list[dict[str, Any]]:
-    return [asdict(v) for v in await services.llm_stack.providers.list(ctx)]
+#: A UTC day as `YYYY-MM-DD` only (pydantic alone would take `0` as 1970-01-01).
+IsoDay = Annotated[date, BeforeValidator(_iso_day), AfterValidator(_before_the_last_day)]
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; they were written in UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _view(view: ProviderView) -> ProviderView:
+    """`view` with aware timestamps, as the document's `date-time` promises."""
+    return replace(view, created_at=_utc(view.created_at), updated_at=_utc(view.updated_at))
+
+
+class KindOut(BaseModel):
+    """A kind of provider that can be configured."""
+
+    kind: ProviderKind
+    label: str
+    note: str
+
+
+class ChatMessage(BaseModel):
+    """One message in OpenAI's chat format."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    # Prompts may be as long as source code (documents pasted in), with the same rules.
+    content: Code | Annotated[list[JsonObject], Field(max_length=100)] | None = Field(
+        default=None, description="Text, or a list of content parts."
+    )
+    name: ShortLine | None = None
+    tool_calls: Annotated[list[JsonObject], Field(max_length=128)] | None = None
+    tool_call_id: ShortLine | None = None
+
+
+class ChatBody(BaseModel):
+    """One chat completion: the messages, and optionally which provider and model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=1000)]
+    model: ModelId | None = Field(default=None, description="Default: the provider's first model.")
+    provider_id: uuid.UUID | None = Field(default=None, description="Default: the tenant's oldest enabled provider.")
+    tools: Annotated[list[JsonObject], Field(max_length=128)] | None = Field(
+        default=None, description="Function tools in OpenAI's format (`type: function`)."
+    )
+    tool_choice: ShortLine | JsonObject | None = None
+    max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    stop: ShortLine | Annotated[list[ShortLine], Field(max_length=16)] | None = None
+    stream: bool = Field(default=False, description="Answer with server-sent events: `data: {delta}`, then `result`.")
+    params: JsonObject = Field(default_factory=dict, description="More parameters (top_p, seed, response_format, ...).")
+
+    def request(self) -> ChatRequest:
+        """The core request this body asks for."""
+        return ChatRequest(
+            messages=[m.model_dump(exclude_none=True) for m in self.messages],
+            model=self.model,
+            tools=self.tools,
+            tool_choice=self.tool_choice,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            stop=[self.stop] if isinstance(self.stop, str) else self.stop,
+            params=dict(self.params),
+        )
+
+
+@router.get("/api/providers", summary="List the tenant's LLM providers (any member)", responses=_TENANT)
+async def list_providers(ctx: CurrentContext, services: ServicesDep) -> list[ProviderView]:
+    return [_view(v) for v in await services.llm_stack.providers.list(ctx)]
 
 
 @router.get("/api/providers/kinds", summary="The provider kinds that can be configured")
-async def provider_kinds() -> list[dict[str, str]]:
+async def provider_kinds() -> list[KindOut]:
     return [
-        {"kind": str(kind), "label": KIND_LABELS[kind], "note": LOCAL_NOTE if kind is ProviderKind.LOCAL else ""}
+        KindOut(kind=kind, label=KIND_LABELS[kind], note=LOCAL_NOTE if kind is ProviderKind.LOCAL else "")
         for kind in ProviderKind
     ]
 
 
-@router.post("/api/providers", status_code=201, summary="Add a provider (admins)")
-async def create_provider(ctx: CurrentContext, services: ServicesDep, body: JsonBody) -> dict[str, Any]:
-    view = await services.llm_stack.providers.create(ctx, parse_input(ProviderInput, body))
-    return asdict(view)
+@router.post(
+    "/api/providers",
+    status_code=201,
+    summary="Add a provider (admins)",
+    responses=_TENANT | responses(*BODY_ERRORS, 409),
+)
+async def create_provider(body: ProviderInput, ctx: CurrentContext, services: ServicesDep) -> ProviderView:
+    return _view(await services.llm_stack.providers.create(ctx, body))
 
 
-@router.get("/api/providers/{provider_id}", summary="One provider")
-async def get_provider(provider_id: uuid.UUID, ctx: CurrentContext, services: ServicesDep) -> dict[str, Any]:
-    return asdict(await services.llm_stack.providers.get(ctx, provider_id))
+@router.get("/api/providers/{provider_id}", summary="One provider", responses=_TENANT)
+async def get_provider(provider_id: uuid.UUID, ctx: CurrentContext, services: ServicesDep) -> ProviderView:
+    return _view(await services.llm_stack.providers.get(ctx, provider_id))
 
 
-@router.patch("/api/providers/{provider_id}", summary="Edit, enable or disable a provider (admins)")
+@router.patch(
+    "/api/providers/{provider_id}",
+    summary="Edit, enable or disable a provider (admins)",
+    responses=_TENANT | responses(*BODY_ERRORS, 409),
+)
 async def update_provider(
-    provider_id: uuid.UUID, ctx: CurrentContext, services: ServicesDep, body: JsonBody
-) -> dict[str, Any]:
-    view = await services.llm_stack.providers.update(ctx, provider_id, parse_input(ProviderFields, body))
-    return asdict(view)
+    provider_id: uuid.UUID, body: ProviderFields, ctx: CurrentContext, services: ServicesDep
+) -> ProviderView:
+    return _view(await services.llm_stack.providers.update(ctx, provider_id, body))
 
 
-@router.delete("/api/providers/{provider_id}", status_code=204, summary="Delete a provider (admins)")
+@router.delete("/api/providers/{provider_id}", status_code=204, summary="Delete a provider (admins)", responses=_TENANT)
 async def delete_provider(provider_id: uuid.UUID, ctx: CurrentContext, services: ServicesDep) -> Response:
     await services.llm_stack.providers.delete(ctx, provider_id)
     return Response(status_code=204)
 
 
-@router.post("/api/providers/{provider_id}/test", summary="Send a 1-token request; latency or the provider's error")
-async def test_provider(provider_id: uuid.UUID, ctx: CurrentContext, services: ServicesDep) -> dict[str, Any]:
-    return asdict(await services.llm_stack.llm.test_provider(ctx, provider_id))
+@router.post(
+    "/api/providers/{provider_id}/test",
+    summary="Send a 1-token request; latency or the provider's error",
+    responses=_TENANT,
+)
+async def test_provider(provider_id: uuid.UUID, ctx: CurrentContext, services: ServicesDep) -> ProviderTestResult:
+    return await services.llm_stack.llm.test_provider(ctx, provider_id)
 
 
-@router.get("/api/usage", summary="The tenant's newest LLM usage records (admins)")
+@router.get("/api/usage", summary="The tenant's newest LLM usage records (admins)", responses=_TENANT)
 async def recent_usage(
     ctx: CurrentContext, services: ServicesDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
-) -> list[dict[str, Any]]:
-    return [asdict(e) for e in await services.llm_stack.llm.recent_usage(ctx, limit)]
+) -> list[UsageEntry]:
+    return await services.llm_stack.llm.recent_usage(ctx, limit)
 
 
-@router.get("/api/usage/daily", summary="The tenant's LLM usage totals for one UTC day (admins)")
-async def daily_usage(ctx: CurrentContext, services: ServicesDep, day: date | None = None) -> dict[str, Any]:
-    totals = await services.llm_stack.llm.daily_usage(ctx, day or datetime.now(UTC).date())
-    return asdict(totals)
-
-
-def _chat_request(body: dict[str, Any]) -> tuple[ChatRequest, uuid.UUID | None, bool]:
-    allowed = {"messages", "model", "provider_id", "tools", "tool_choice", "max_tokens", "temperature", "stop"}
-    unknown = sorted(set(body) - allowed - {"stream", "params"})
-    if unknown:
-        raise InvalidInput(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-        raise InvalidInput("messages must be a list of {role, content} objects")
-    try:
-        provider_id = uuid.UUID(str(body["provider_id"])) if body.get("provider_id") else None
-        request = ChatRequest(
-            messages=messages,
-            model=body.get("model"),
-            tools=body.get("tools"),
-            tool_choice=body.get("tool_choice"),
-            max_tokens=int(body["max_tokens"]) if body.get("max_tokens") is not None else None,
-            temperature=float(body["temperature"]) if body.get("temperature") is not None else None,
-            stop=body.get("stop"),
-            params=dict(body.get("params") or {}),
-        )
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"invalid chat request: {exc}") from None
-    return request, provider_id, bool(body.get("stream"))
+@router.get("/api/usage/daily", summary="The tenant's LLM usage totals for one UTC day (admins)", responses=_TENANT)
+async def daily_usage(
+    ctx: CurrentContext,
+    services: ServicesDep,
+    day: Annotated[IsoDay | None, Query(description="YYYY-MM-DD (default: today, UTC).")] = None,
+) -> UsageTotals:
+    return await services.llm_stack.llm.daily_usage(ctx, day or datetime.now(UTC).date())
 
 
 async def _sse(chunks: AsyncIterator[StreamChunk]) -> AsyncIterator[bytes]:
@@ -139,18 +205,29 @@ async def _sse(chunks: AsyncIterator[StreamChunk]) -> AsyncIterator[bytes]:
         yield f"event: error\ndata: {json.dumps({'detail': detail, 'error': 'InternalError'})}\n\n".encode()
 
 
-@router.post("/api/llm/chat", summary="One chat completion through the tenant's providers (editors)")
-async def chat(ctx: CurrentContext, services: ServicesDep, body: JsonBody) -> Any:
-    request, provider_id, stream = _chat_request(body)
+_STREAMED = {"text/event-stream": {"schema": {"type": "string"}}}
+
+
+@router.post(
+    "/api/llm/chat",
+    summary="One chat completion through the tenant's providers (editors)",
+    response_model=LLMResult,
+    responses={200: {"content": _STREAMED, "description": "The answer, or with `stream` its events."}}
+    | _TENANT
+    | responses(*BODY_ERRORS, 429, 503),
+)
+async def chat(body: ChatBody, ctx: CurrentContext, services: ServicesDep) -> Any:
+    request = body.request()
     llm = services.llm_stack.llm
-    if not stream:
-        return asdict(await llm.complete(ctx, request, provider_id=provider_id))
-    chunks = aiter(llm.stream(ctx, request, provider_id=provider_id))
-    first = await anext(chunks)  # errors before the first chunk answer with a status code
+    if not body.stream:
+        return await llm.complete(ctx, request, provider_id=body.provider_id)
+    chunks = aiter(llm.stream(ctx, request, provider_id=body.provider_id))
+    first = await anext(chunks, None)  # errors before the first chunk answer with a status code
     return StreamingResponse(_sse(_prepend(first, chunks)), media_type="text/event-stream")
 
 
-async def _prepend(first: StreamChunk, rest: AsyncIterator[StreamChunk]) -> AsyncIterator[StreamChunk]:
-    yield first
+async def _prepend(first: StreamChunk | None, rest: AsyncIterator[StreamChunk]) -> AsyncIterator[StreamChunk]:
+    if first is not None:  # a stream may end before its first chunk
+        yield first
     async for chunk in rest:
         yield chunk

@@ -12,23 +12,26 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CurrentPrincipal, ServicesDep
+from api.errors import BODY_ERRORS, responses
+from api.fields import Slug, SlugPath
 from core.auth.directory import MembershipInfo
 from core.errors import InvalidInput
+from core.text import Name
 
-router = APIRouter(prefix="/api/tenants", tags=["tenants"])
+router = APIRouter(prefix="/api/tenants", tags=["tenants"], responses=responses(401))
 
 
 class TenantCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    slug: str = Field(max_length=64, description="3-40 of a-z, 0-9 and '_', starting with a letter.")
-    name: str = Field(default="", max_length=200)
+    slug: Slug = Field(description="3-40 of a-z, 0-9 and '_', starting with a letter.")
+    name: Name = ""
 
 
 class TenantSwitch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    tenant: str = Field(max_length=64, description="Slug of one of your tenants.")
+    tenant: Slug = Field(description="Slug of one of your tenants.")
 
 
 class OwnershipTransfer(BaseModel):
@@ -68,13 +71,18 @@ async def my_tenants(principal: CurrentPrincipal, services: ServicesDep) -> list
     return [_out(t) for t in tenants]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Create another tenant that I own")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create another tenant that I own",
+    responses=responses(*BODY_ERRORS, 404, 409),
+)
 async def create_tenant(body: TenantCreate, principal: CurrentPrincipal, services: ServicesDep) -> TenantOut:
     _user_only(principal, "create tenants")
     return _out(await services.identity.members.create_tenant(principal.user_id, body.slug, body.name))
 
 
-@router.post("/switch", summary="Get an access token for another of my tenants")
+@router.post("/switch", summary="Get an access token for another of my tenants", responses=responses(*BODY_ERRORS, 404))
 async def switch_tenant(body: TenantSwitch, principal: CurrentPrincipal, services: ServicesDep) -> SwitchResponse:
     """The sign-in's refresh token also continues in this tenant. (`X-Tenant` works per request, too.)"""
     _user_only(principal, "switch tenants")
@@ -82,9 +90,14 @@ async def switch_tenant(body: TenantSwitch, principal: CurrentPrincipal, service
     return SwitchResponse(access_token=token, expires_in=services.settings.auth.access_token_ttl_s, tenant=body.tenant)
 
 
-@router.post("/{slug}/transfer", status_code=status.HTTP_204_NO_CONTENT, summary="Transfer ownership (owner)")
+@router.post(
+    "/{slug}/transfer",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Transfer ownership (owner)",
+    responses=responses(*BODY_ERRORS, 403, 404, 409),
+)
 async def transfer_ownership(
-    slug: str, body: OwnershipTransfer, principal: CurrentPrincipal, services: ServicesDep
+    slug: SlugPath, body: OwnershipTransfer, principal: CurrentPrincipal, services: ServicesDep
 ) -> Response:
     """The member becomes the owner; you become an admin."""
     _user_only(principal, "transfer ownership")
@@ -93,12 +106,17 @@ async def transfer_ownership(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.delete("/{slug}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a tenant and all its data (owner)")
+@router.delete(
+    "/{slug}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a tenant and all its data (owner)",
+    responses=responses(403, 404, 409, 422),
+)
 async def delete_tenant(
-    slug: str,
+    slug: SlugPath,
     principal: CurrentPrincipal,
     services: ServicesDep,
-    confirm: Annotated[str, Query(max_length=64, description="Repeat the tenant's slug to confirm.")] = "",
+    confirm: Annotated[Slug, Query(description="Repeat the tenant's slug to confirm.")] = "",
 ) -> Response:
     _user_only(principal, "delete tenants")
     ctx = await services.identity.auth.context(principal, slug)

@@ -13,9 +13,11 @@ from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CurrentContext, ServicesDep
+from api.errors import BODY_ERRORS, IN_TENANT, responses
+from core.text import JsonObject
 from core.tools import SandboxStatus, ToolKind, ToolRunReport, ToolSpec, ToolView, starter_spec
 
-router = APIRouter(prefix="/api/tools", tags=["tools"])
+router = APIRouter(prefix="/api/tools", tags=["tools"], responses=responses(*IN_TENANT))
 
 
 class TryRequest(BaseModel):
@@ -23,7 +25,7 @@ class TryRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    input: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments, checked against the schema.")
+    input: JsonObject = Field(default_factory=dict, description="Keyword arguments, checked against the schema.")
 
 
 class DraftTryRequest(TryRequest):
@@ -44,7 +46,9 @@ async def list_tools(ctx: CurrentContext, services: ServicesDep) -> list[ToolVie
     return await services.tools.list(ctx)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a tool (editor)")
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, summary="Create a tool (editor)", responses=responses(*BODY_ERRORS, 409)
+)
 async def create_tool(body: ToolSpec, ctx: CurrentContext, services: ServicesDep) -> ToolView:
     return await services.tools.create(ctx, body)
 
@@ -60,7 +64,7 @@ async def sandbox_status(ctx: CurrentContext, services: ServicesDep) -> SandboxS
     return await services.tools.sandbox_status()
 
 
-@router.post("/try", summary="Run an unsaved tool once in the sandbox (editor)")
+@router.post("/try", summary="Run an unsaved tool once in the sandbox (editor)", responses=responses(*BODY_ERRORS, 503))
 async def try_draft(body: DraftTryRequest, ctx: CurrentContext, services: ServicesDep) -> ToolRunReport:
     return await services.tools.try_draft(ctx, body.tool, body.input)
 
@@ -70,7 +74,7 @@ async def get_tool(tool_id: uuid.UUID, ctx: CurrentContext, services: ServicesDe
     return await services.tools.get(ctx, tool_id)
 
 
-@router.put("/{tool_id}", summary="Replace a tool (editor)")
+@router.put("/{tool_id}", summary="Replace a tool (editor)", responses=responses(*BODY_ERRORS, 409))
 async def update_tool(tool_id: uuid.UUID, body: ToolSpec, ctx: CurrentContext, services: ServicesDep) -> ToolView:
     return await services.tools.update(ctx, tool_id, body)
 
@@ -81,6 +85,8 @@ async def delete_tool(tool_id: uuid.UUID, ctx: CurrentContext, services: Service
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{tool_id}/try", summary="Run a saved tool once in the sandbox (editor)")
+@router.post(
+    "/{tool_id}/try", summary="Run a saved tool once in the sandbox (editor)", responses=responses(*BODY_ERRORS, 503)
+)
 async def try_tool(tool_id: uuid.UUID, body: TryRequest, ctx: CurrentContext, services: ServicesDep) -> ToolRunReport:
     return await services.tools.try_tool(ctx, tool_id, body.input)

@@ -7,12 +7,13 @@ the key (`sk-...9f2c`), never the key: the decrypted key exists only in the
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -21,10 +22,13 @@ from core.crypto import CredentialVault, Sealed, mask_secret
 from core.errors import Conflict, InvalidInput, NotFound
 from core.llm.ssrf import EndpointGuard
 from core.llm.types import PASSTHROUGH_PARAMS, ProviderKind, ResolvedProvider
+from core.text import MAX_LENGTH, JsonObject, Line, text_problem
 from db.database import Database
 from db.models import Provider
 
 _M = TypeVar("_M", bound=BaseModel)
+#: The largest per-minute limit a provider may set (the columns are 32-bit integers).
+MAX_RATE = 1_000_000_000
 
 NEEDS_BASE_URL = frozenset({ProviderKind.AZURE, ProviderKind.OPENAI_COMPATIBLE, ProviderKind.OLLAMA})
 NEEDS_KEY = frozenset({ProviderKind.OPENAI, ProviderKind.ANTHROPIC, ProviderKind.AZURE})
@@ -39,28 +43,87 @@ KIND_LABELS = {
 LOCAL_NOTE = "SmolLM2-135M runs on this server: tiny, answers simple prompts, and cannot use tools."
 
 
+MAX_MODELS = 100
+MAX_MODEL_ID = 200
+
+
+def _model_id(value: str) -> str:
+    problem = text_problem(value, "line", max_length=MAX_MODEL_ID)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+#: A model id as providers name them (`gpt-4o-mini`, `meta-llama/Llama-3.1-8B-Instruct`).
+ModelId = Annotated[str, StringConstraints(max_length=MAX_MODEL_ID), AfterValidator(_model_id)]
+
+
+def _provider_name(value: str) -> str:
+    problem = text_problem(value, "name")
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+#: A provider's name: one line people read (`core.text.Name`), never empty.
+ProviderName = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_LENGTH["name"]), AfterValidator(_provider_name)
+]
+
+
+def _printable_key(value: SecretStr) -> SecretStr:
+    problem = text_problem(value.get_secret_value(), "secret")
+    if problem is not None:
+        raise ValueError(f"the key {problem}")  # says where and what kind of character, never the key
+    return value
+
+
+def _finite(value: dict[str, Any]) -> dict[str, Any]:
+    # Python's JSON decoder takes NaN and Infinity, which are not JSON: PostgreSQL's json type refuses them.
+    pending: list[Any] = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("holds NaN or Infinity, which JSON does not have; send a finite number")
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return value
+
+
+#: Parameters sent with every call (temperature, top_p, ...): checked JSON, finite numbers only.
+DefaultParams = Annotated[JsonObject, AfterValidator(_finite)]
+
+
+#: An API key: any printable text, never a control character; never shown back.
+ApiKey = Annotated[SecretStr, AfterValidator(_printable_key)]
+
+
 class ProviderFields(BaseModel):
     """What an admin may set on a provider (every field optional: used for edits)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    models: list[str] | None = None
-    base_url: str | None = Field(default=None, max_length=2000)
-    api_key: SecretStr | None = None
+    name: ProviderName | None = None
+    models: Annotated[list[ModelId], Field(max_length=MAX_MODELS)] | None = Field(
+        default=None, description=f"Model ids this provider offers (at most {MAX_MODELS}); the first is the default."
+    )
+    base_url: Line | None = Field(default=None, description="The endpoint (Azure, Ollama, OpenAI-compatible).")
+    api_key: ApiKey | None = Field(default=None, description="Stored encrypted; answers show a masked hint only.")
     clear_api_key: bool = False
-    default_params: dict[str, Any] | None = None
+    default_params: DefaultParams | None = None
     fallback_provider_id: uuid.UUID | None = None
     clear_fallback: bool = False
     enabled: bool | None = None
-    rpm_limit: int | None = Field(default=None, ge=0)
-    tpm_limit: int | None = Field(default=None, ge=0)
+    rpm_limit: int | None = Field(default=None, ge=0, le=MAX_RATE, description="Requests per minute; 0: no limit.")
+    tpm_limit: int | None = Field(default=None, ge=0, le=MAX_RATE, description="Tokens per minute; 0: no limit.")
 
 
 class ProviderInput(ProviderFields):
     """A new provider: `name` and `kind` are required."""
 
-    name: str = Field(min_length=1, max_length=200)
+    name: ProviderName
     kind: ProviderKind
 
 
@@ -108,8 +171,7 @@ def parse_input(model: type[_M], data: dict[str, Any]) -> _M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in exc.errors())
-        raise InvalidInput(f"invalid provider: {problems}") from None
+        raise InvalidInput.from_validation(exc, "provider") from None
 
 
 class ProviderService:

@@ -195,6 +195,10 @@ class AppSettings(EnvSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     base_url: str = ""
+    # Request bodies under /api/ larger than this are refused with 413 before they are read whole.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # The same for import routes (`.../import`: flow documents, crew projects), which carry more.
+    max_import_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
 
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)

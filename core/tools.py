@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.context import Role, TenantContext
 from core.errors import BackendUnavailable, ConfigurationError, Conflict, InvalidInput, NotFound
 from core.settings import EnvSettings, SandboxSettings
+from core.text import Code, JsonObject, Name, Text
 from core.tool_schemas import check_input_schema, example_input, parse_input, validate_input
 from db.database import Database
 from db.models import Tool
@@ -150,13 +151,16 @@ class ToolSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str
-    description: str = ""
+    name: Name = Field(description="snake_case, unique in the tenant (checked when saved).")
+    description: Text = ""
     kind: ToolKind = "python"
-    input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
-    code: str = ""
+    input_schema: JsonObject = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="A JSON Schema for the tool's keyword arguments.",
+    )
+    code: Code = ""
     # Checked by `LimitPolicy.clamp`, which names the limit that is wrong.
-    limits: dict[str, Any] = Field(default_factory=dict)
+    limits: JsonObject = Field(default_factory=dict, description="Resource limits by name; capped by the operator.")
 
 
 class ToolView(BaseModel):

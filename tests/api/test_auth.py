@@ -265,6 +265,10 @@ async def test_a_malformed_body_is_refused_without_echoing_what_was_sent(
     response = await client.post("/api/auth/login", json=body)
     assert response.status_code == 422
     assert "canary-Pa55word-7f3a" not in response.text
-    problems = response.json()["detail"]
-    assert problems
-    assert all({"loc", "msg", "type"} == set(p) for p in problems)
+    answer = response.json()
+    assert answer["error"] == "InvalidInput"
+    assert isinstance(answer["detail"], str)
+    assert answer["detail"].startswith("invalid request: ")
+    assert answer["problems"]
+    assert all({"field", "message"} == set(p) for p in answer["problems"])
+    assert {p["field"] for p in answer["problems"]} <= {"email", "password"}

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from core.context import Role, TenantContext
@@ -193,12 +194,14 @@ async def test_bad_schema_code_or_description_is_refused_on_save(sqlite_service:
         (spec(input_schema={"type": "array"}), '"type": "object"'),
         (spec(input_schema={"type": "object", "properties": {"a": {"type": "strng"}}}), "properties/a/type"),
         (spec(code="   \n"), "no code"),
-        (spec(code="x" * (300 * 1024)), "keep it under"),
+        (spec(code="x" * (150 * 1024) + "é" * (100 * 1024)), "keep it under"),  # bytes, not characters
         (spec(description="d" * 2001), "description"),
     ]
     for bad, problem in cases:
         with pytest.raises(InvalidInput, match=problem):
             await sqlite_service.create(ACME, bad)
+    with pytest.raises(ValidationError, match="at most 262144 characters"):
+        spec(code="x" * (300 * 1024))  # `ToolSpec` itself caps the characters (`core.text.Code`)
     assert await sqlite_service.list(ACME) == []
 
 
