@@ -12,7 +12,7 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
@@ -52,16 +52,6 @@ def _before_the_last_day(day: date) -> date:
 
 #: A UTC day as `YYYY-MM-DD` only (pydantic alone would take `0` as 1970-01-01).
 IsoDay = Annotated[date, BeforeValidator(_iso_day), AfterValidator(_before_the_last_day)]
-
-
-def _utc(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; they were written in UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _view(view: ProviderView) -> ProviderView:
-    """`view` with aware timestamps, as the document's `date-time` promises."""
-    return replace(view, created_at=_utc(view.created_at), updated_at=_utc(view.updated_at))
 
 
 class KindOut(BaseModel):
@@ -121,7 +111,7 @@ class ChatBody(BaseModel):
 
 @router.get("/api/providers", summary="List the tenant's LLM providers (any member)", responses=_TENANT)
 async def list_providers(ctx: CurrentContext, services: ServicesDep) -> list[ProviderView]:
-    return [_view(v) for v in await services.llm_stack.providers.list(ctx)]
+    return await services.llm_stack.providers.list(ctx)
 
 
 @router.get("/api/providers/kinds", summary="The provider kinds that can be configured")
@@ -139,12 +129,12 @@ async def provider_kinds() -> list[KindOut]:
     responses=_TENANT | responses(*BODY_ERRORS, 409),
 )
 async def create_provider(body: ProviderInput, ctx: CurrentContext, services: ServicesDep) -> ProviderView:
-    return _view(await services.llm_stack.providers.create(ctx, body))
+    return await services.llm_stack.providers.create(ctx, body)
 
 
 @router.get("/api/providers/{provider_id}", summary="One provider", responses=_TENANT)
 async def get_provider(provider_id: uuid.UUID, ctx: CurrentContext, services: ServicesDep) -> ProviderView:
-    return _view(await services.llm_stack.providers.get(ctx, provider_id))
+    return await services.llm_stack.providers.get(ctx, provider_id)
 
 
 @router.patch(
@@ -155,7 +145,7 @@ async def get_provider(provider_id: uuid.UUID, ctx: CurrentContext, services: Se
 async def update_provider(
     provider_id: uuid.UUID, body: ProviderFields, ctx: CurrentContext, services: ServicesDep
 ) -> ProviderView:
-    return _view(await services.llm_stack.providers.update(ctx, provider_id, body))
+    return await services.llm_stack.providers.update(ctx, provider_id, body)
 
 
 @router.delete("/api/providers/{provider_id}", status_code=204, summary="Delete a provider (admins)", responses=_TENANT)

@@ -8,7 +8,8 @@ fields, JSON documents) is checked here before it reaches a service or the datab
 - never a lone surrogate (not Unicode: UTF-8 cannot encode it, so databases refuse it);
 - in names (`Name`, `Line`), no C1 controls and no bidirectional overrides or isolates,
   which can make a name display as something else (spoofing in the UI);
-- a length cap for every kind, and caps on list sizes and JSON depth (`check_json`).
+- a length cap for every kind, and caps on list sizes and JSON depth (`check_json`), which
+  also refuses NaN and Infinity (Python's decoder takes them; JSON and PostgreSQL do not).
 
 Use the `Annotated` kinds in pydantic models (a violation is a validation error naming the
 field), or `check_text` / `check_json` where a plain value arrives (an `InvalidInput`
@@ -17,6 +18,7 @@ naming the field).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -97,6 +99,8 @@ def json_problem(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> str | None:
         at = f" at {path}" if path else ""
         if depth > max_depth:
             return f"is nested more than {max_depth} levels deep{at}"
+        if isinstance(item, float) and not math.isfinite(item):
+            return f"holds {item}, which is not a JSON number{at}; send a finite number"
         if isinstance(item, str):
             problem = text_problem(item, "code", max_length=MAX_JSON_STRING)
             if problem is not None:

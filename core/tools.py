@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -468,8 +468,8 @@ class ToolService:
             code=tool.code,
             limits=tool.limits,
             effective_limits=self.policy.effective(tool.limits).model_dump(),
-            created_at=_aware(tool.created_at),
-            updated_at=_aware(tool.updated_at),
+            created_at=tool.created_at,
+            updated_at=tool.updated_at,
         )
 
     @staticmethod
@@ -486,11 +486,6 @@ class ToolService:
         except IntegrityError as exc:
             await session.rollback()
             raise Conflict(f"a tool named {name!r} exists already in this workspace; choose another name") from exc
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; they were written in UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def build_sandbox(settings: SandboxSettings) -> tuple[ToolRunner, bool]:

@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
-    DateTime,
     Float,
     ForeignKey,
     Integer,
@@ -21,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from db.base import IdMixin, TenantBase, TimestampMixin, utcnow
+from db.base import IdMixin, TenantBase, TimestampMixin, UTCDateTime, utcnow
 
 JsonDict = dict[str, Any]
 
@@ -34,7 +33,7 @@ class DataKey(IdMixin, TenantBase):
     master_key_id: Mapped[str] = mapped_column(String(64))
     wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Provider(IdMixin, TimestampMixin, TenantBase):
@@ -135,7 +134,7 @@ class FlowVersion(IdMixin, TenantBase):
     version: Mapped[int] = mapped_column(Integer)
     document: Mapped[JsonDict] = mapped_column(JSON)
     created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Execution(IdMixin, TimestampMixin, TenantBase):
@@ -152,8 +151,8 @@ class Execution(IdMixin, TimestampMixin, TenantBase):
     outputs: Mapped[JsonDict] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     started_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class ExecutionEvent(IdMixin, TenantBase):
@@ -164,7 +163,7 @@ class ExecutionEvent(IdMixin, TenantBase):
 
     execution_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("executions.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
-    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     type: Mapped[str] = mapped_column(String(40))
     node_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
     data: Mapped[JsonDict] = mapped_column(JSON, default=dict)
@@ -190,7 +189,7 @@ class ChatMessage(IdMixin, TenantBase):
     role: Mapped[str] = mapped_column(String(20))
     content: Mapped[str] = mapped_column(Text)
     execution_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class UsageRecord(IdMixin, TenantBase):
@@ -198,7 +197,7 @@ class UsageRecord(IdMixin, TenantBase):
 
     __tablename__ = "usage_records"
 
-    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     execution_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     node_id: Mapped[str | None] = mapped_column(String(100), nullable=True)

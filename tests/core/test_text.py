@@ -78,6 +78,9 @@ def test_json_from_users_is_bounded_in_depth_size_and_text() -> None:
         check_json({"items": list(range(1001))}, "input")
     with pytest.raises(InvalidInput, match=r"NUL.*at a\.b\[1\]"):
         check_json({"a": {"b": ["fine", "bad\x00"]}}, "input")
+    for number in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(InvalidInput, match=r"not a JSON number at x\[0\]"):
+            check_json({"x": [number]}, "input")
     with pytest.raises(InvalidInput, match="member name"):
         check_json({"bad\x00key": 1}, "input")
     ordinary = json.loads('{"query": "weather in Oslo", "days": 3, "tags": ["a", "b"], "opts": {"x": null}}')

@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import stat
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from core.tenants import TenantService
+from db.base import utcnow
 from db.database import Database
 from db.migrate import upgrade_control
 from db.models.control import User
@@ -83,3 +85,16 @@ async def test_files_made_before_are_tightened(tmp_path: Path) -> None:
         await again.dispose()
     assert mode(data / "control.db") == mode(data / "tenants" / "acme.db") == 0o600
     assert mode(data / "tenants") == 0o700
+
+
+async def test_stored_moments_come_back_aware_in_utc(db: Database) -> None:
+    """SQLite hands back naive datetimes; the column type attaches UTC, so no reader has to."""
+    async with db.control_session() as session:
+        session.add(User(email="alice@example.com", display_name="", password_hash=None))
+        await session.commit()
+    async with db.control_session() as session:
+        user = await session.scalar(select(User))
+    assert user is not None
+    assert user.created_at.tzinfo is not None
+    assert user.created_at.utcoffset() == timedelta(0)
+    assert abs(user.created_at - utcnow()) < timedelta(minutes=5)

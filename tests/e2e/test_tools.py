@@ -120,3 +120,14 @@ def test_a_misbehaving_tool_shows_why_it_was_stopped(
         expect(error).to_contain_text("in helper")
     page.get_by_test_id("run-tool").click()  # the page stays usable after a bad run
     expect(result.get_by_test_id("result-reason")).to_have_text(reason, timeout=RUN_TIMEOUT_MS)
+
+
+def test_a_control_character_in_the_editor_is_named_not_a_crash(tool_page: Page) -> None:
+    """Text rules apply to the editor too: the save is refused with the field named, and the page stays usable."""
+    page = tool_page
+    page.get_by_test_id("tool-description").fill("shouts \x07loud")
+    page.get_by_test_id("save-tool").click()
+    expect(page.locator(".q-notification").filter(has_text="description")).to_be_visible()
+    page.get_by_test_id("tool-description").fill("shouts loud")
+    page.get_by_test_id("save-tool").click()
+    expect(page.locator(".q-notification").filter(has_text="Saved tool 'shout'")).to_be_visible()

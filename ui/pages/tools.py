@@ -12,10 +12,11 @@ import uuid
 from typing import Any, Literal
 
 from nicegui import ui
+from pydantic import ValidationError
 from starlette.responses import Response
 
 from core.context import Role, TenantContext
-from core.errors import CoreError, NotFound
+from core.errors import CoreError, InvalidInput, NotFound
 from core.services import Services
 from core.tools import SandboxStatus, ToolKind, ToolRunReport, ToolSpec, ToolView, starter_spec
 from ui.dialogs import confirm
@@ -208,14 +209,18 @@ class ToolEditor:
             if value is not None:
                 scaled = value * unit
                 limits[name] = int(scaled) if unit > 1 or name == "cpu_seconds" else scaled
-        return ToolSpec(
-            name=(self.name.value or "").strip(),
-            description=self.description.value or "",
-            kind=self.kind.value,
-            input_schema=schema if isinstance(schema, dict) else {"type": schema},
-            code=self.code.value or "",
-            limits=limits,
-        )
+        try:
+            return ToolSpec(
+                name=(self.name.value or "").strip(),
+                description=self.description.value or "",
+                kind=self.kind.value,
+                input_schema=schema if isinstance(schema, dict) else {"type": schema},
+                code=self.code.value or "",
+                limits=limits,
+            )
+        except ValidationError as exc:  # e.g. a control character pasted into the code
+            ui.notify(str(InvalidInput.from_validation(exc, "tool")), type="negative", multi_line=True)
+            return None
 
     async def fresh_context(self) -> TenantContext | None:
         """The session as of this click (a logout or a role change applies at once)."""
@@ -335,7 +340,8 @@ def register(services: Services) -> None:
                 except (ValueError, NotFound):
                     ui.label("No such tool in this workspace; it may have been deleted.").props(testid("no-tool"))
                     return None
-                spec = ToolSpec(
+                # As stored: a tool saved before today's text rules still opens, and saving it tells what to fix.
+                spec = ToolSpec.model_construct(
                     name=view.name,
                     description=view.description,
                     kind=view.kind,
