@@ -58,15 +58,25 @@ async def test_a_prompt_longer_than_the_local_context_is_refused_with_its_token_
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
-async def test_a_10_mb_prompt_is_refused_without_tokenizing_it(client: httpx.AsyncClient, stream: bool) -> None:
+async def test_a_huge_prompt_is_refused_without_tokenizing_it(client: httpx.AsyncClient, stream: bool) -> None:
+    """Just under the request size limit (1 MiB), far over what the context could hold."""
     owner = await sign_up(client, "owner@example.com", "acme")
-    huge = "lorem ipsum dolor sit amet " * (10 * 1024 * 1024 // 27)
+    huge = "lorem ipsum dolor sit amet " * (1000 * 1024 // 27)
     answered = await client.post("/api/llm/chat", headers=owner.headers, json=chat(huge, stream))
     assert answered.status_code == 422, answered.text[:500]
     detail = answered.json()["detail"]
     assert re.search(r"the prompt is [\d,]+ characters, at least [\d,]+ tokens", detail), detail
     assert f"the local model takes at most {CONTEXT} including the reply" in detail
     assert len(answered.text) < 1000  # the prompt is not echoed back
+
+
+@pytest.mark.timeout(120)
+async def test_a_10_mb_prompt_is_refused_before_it_is_read(client: httpx.AsyncClient) -> None:
+    owner = await sign_up(client, "owner@example.com", "acme")
+    huge = "lorem ipsum dolor sit amet " * (10 * 1024 * 1024 // 27)
+    answered = await client.post("/api/llm/chat", headers=owner.headers, json=chat(huge, False))
+    assert answered.status_code == 413, answered.text[:500]
+    assert len(answered.text) < 1000
 
 
 @pytest.mark.timeout(120)

@@ -6,36 +6,14 @@ import asyncio
 import base64
 import json
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from joserfc import jwt
 from joserfc.jwk import OctKey
-from redis.asyncio import Redis
 
-from core.auth.throttle import AttemptLog, LoginThrottle, MemoryAttemptLog, RedisAttemptLog
+from core.auth.throttle import AttemptLog, LoginThrottle
 from core.auth.tokens import AccessTokens
 from core.errors import AuthenticationFailed, RateLimited
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def attempt_log(request: pytest.FixtureRequest) -> AsyncIterator[AttemptLog]:
-    if request.param == "memory":
-        yield MemoryAttemptLog()
-        return
-    prefix = f"test:attempts:{uuid.uuid4().hex}:"
-    log = RedisAttemptLog(Redis.from_url(REDIS_URL), prefix=prefix)
-    try:
-        yield log
-    finally:
-        client = Redis.from_url(REDIS_URL)
-        keys = [key async for key in client.scan_iter(f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
-        await log.close()
 
 
 async def guess(throttle: LoginThrottle, email: str, address: str) -> str:

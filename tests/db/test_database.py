@@ -51,14 +51,19 @@ async def test_a_failed_statement_never_carries_its_parameters(
     assert "INSERT INTO users" in caplog.text  # the statement itself is logged with echo, its values are not
 
 
-async def test_sqlite_files_are_private_to_the_app(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+async def sqlite_with_a_tenant(data: Path) -> None:
+    """A migrated SQLite control plane under `data` with one tenant, `acme`."""
     database = Database(f"sqlite+aiosqlite:///{data / 'control.db'}", data_dir=data)
     try:
         await upgrade_control(database)
         await TenantService(database).create("acme")
     finally:
         await database.dispose()
+
+
+async def test_sqlite_files_are_private_to_the_app(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    await sqlite_with_a_tenant(data)
     files = [data / "control.db", data / "tenants" / "acme.db"]
     files += [Path(f"{f}{suffix}") for f in files for suffix in ("-wal", "-shm") if Path(f"{f}{suffix}").exists()]
     assert {f.name: mode(f) for f in files} == {f.name: 0o600 for f in files}
@@ -67,12 +72,7 @@ async def test_sqlite_files_are_private_to_the_app(tmp_path: Path) -> None:
 
 async def test_files_made_before_are_tightened(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    database = Database(f"sqlite+aiosqlite:///{data / 'control.db'}", data_dir=data)
-    try:
-        await upgrade_control(database)
-        await TenantService(database).create("acme")
-    finally:
-        await database.dispose()
+    await sqlite_with_a_tenant(data)
     for path in (data / "control.db", data / "tenants" / "acme.db"):
         path.chmod(0o644)
     (data / "tenants").chmod(0o755)

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-
 from core.auth.directory import MembershipInfo
 from core.context import Role, TenantContext
-from core.services import Services, build_services
-from tests.api.conftest import PASSWORD, identity_settings
+from core.services import Services
+from tests.api.conftest import PASSWORD, services
 
-
-@pytest.fixture
-async def services(db_url: str, tmp_path: Path) -> AsyncIterator[Services]:
-    """Migrated services on each database backend."""
-    built = build_services(identity_settings(tmp_path, db_url))
-    await built.start()
-    try:
-        yield built
-    finally:
-        await built.close()
+__all__ = ["services"]  # migrated services on each database, the API tests' fixture
 
 
 async def owner_of(services: Services, slug: str, email: str | None = None) -> TenantContext:

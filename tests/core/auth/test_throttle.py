@@ -2,37 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-
 import pytest
-from redis.asyncio import Redis
 
-from core.auth.throttle import AttemptLog, LoginThrottle, MemoryAttemptLog, RedisAttemptLog
+from core.auth.throttle import AttemptLog, LoginThrottle
 from core.errors import AuthenticationFailed, RateLimited
 from core.services import Services
 from tests.api.conftest import PASSWORD
 from tests.core.auth.conftest import owner_of
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 OWNER = "owner@acme.example"
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def attempt_log(request: pytest.FixtureRequest) -> AsyncIterator[AttemptLog]:
-    if request.param == "memory":
-        yield MemoryAttemptLog()
-        return
-    prefix = f"test:attempts:{uuid.uuid4().hex}:"
-    client = Redis.from_url(REDIS_URL)
-    log = RedisAttemptLog(client, prefix=prefix)
-    try:
-        yield log
-    finally:
-        keys = [key async for key in client.scan_iter(f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
-        await log.close()
 
 
 async def attempt(throttle: LoginThrottle, email: str, address: str, *, right: bool = False) -> str:
