@@ -81,10 +81,15 @@ class BackendUnavailable(CoreError):
 
 
 def problems_of(exc: ValidationError) -> list[Problem]:
-    """pydantic's errors as `{field, message}` problems (the values themselves are left out: they may be secrets)."""
-    return [
-        Problem(
-            ".".join(str(part) for part in error["loc"]) or "input", str(error["msg"]).removeprefix("Value error, ")
-        )
-        for error in exc.errors(include_input=False, include_url=False)
-    ]
+    """pydantic's errors as `{field, message}` problems (the values themselves are left out: they may be secrets).
+
+    Union members and validators pydantic names in a location (`function-after[...]`,
+    `list[...]`) are not fields, and are left out of the field's name.
+    """
+    problems: list[Problem] = []
+    for error in exc.errors(include_input=False, include_url=False):
+        parts = [str(part) for part in error["loc"] if not (isinstance(part, str) and "[" in part)]
+        problem = Problem(".".join(parts) or "input", str(error["msg"]).removeprefix("Value error, "))
+        if problem not in problems:
+            problems.append(problem)
+    return problems

@@ -59,9 +59,9 @@ async def test_a_prompt_longer_than_the_local_context_is_refused_with_its_token_
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
 async def test_a_huge_prompt_is_refused_without_tokenizing_it(client: httpx.AsyncClient, stream: bool) -> None:
-    """Just under the request size limit (1 MiB), far over what the context could hold."""
+    """Within the request's limits (1 MiB, 256 Ki characters a message), far over what the context could hold."""
     owner = await sign_up(client, "owner@example.com", "acme")
-    huge = "lorem ipsum dolor sit amet " * (1000 * 1024 // 27)
+    huge = "lorem ipsum dolor sit amet " * (200 * 1024 // 27)
     answered = await client.post("/api/llm/chat", headers=owner.headers, json=chat(huge, stream))
     assert answered.status_code == 422, answered.text[:500]
     detail = answered.json()["detail"]
