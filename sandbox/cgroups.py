@@ -90,6 +90,11 @@ class RunCgroup:
         events = self.dirs["unified"] / "memory.events"
         return _counter(events, "oom_kill") > 0 or _counter(events, "oom_group_kill") > 0
 
+    def pids_exhausted(self) -> bool:
+        """Whether a fork or clone in this group failed at its pids limit."""
+        path = self.dirs["pids"] if self.version == "v1" else self.dirs["unified"]
+        return _counter(path / "pids.events", "max") > 0
+
     def pids(self) -> list[int]:
         """Processes in the group, in any of its hierarchies (a swept leftover may lack some)."""
         found: set[int] = set()

@@ -144,9 +144,18 @@ class GVisorBackend(SandboxBackend):
         startup_grace_seconds: float = 5.0,
         memory_overhead_bytes: int = 256 * MiB,
         tasks_overhead: int = 512,
+        tasks_per_process: int = 32,
         lock_dir: str | None = None,
     ) -> None:
         """``platform``: ptrace works everywhere; kvm needs /dev/kvm (and hung on Firecracker VMs).
+
+        The run's host cgroup allows ``tasks_overhead + processes * tasks_per_process``
+        tasks. The tool's own limit (``processes``) is enforced inside gVisor; the host limit
+        is a backstop for runsc itself, which on the ptrace platform runs a host thread per
+        busy guest task plus, for every guest process, a stub process with a thread per
+        sentry thread that enters it. A fork bomb at 32 guest processes took up to ~300 host
+        tasks on an idle machine and more under load; the sentry dies (exit 2, nothing on
+        stderr) when a thread cannot be created, so the backstop is kept well above that.
 
         ``rootless`` defaults to "not running as root". ``work_root`` holds
         bundles and runsc state (a private temp dir by default). ``lock_dir``
@@ -167,6 +176,7 @@ class GVisorBackend(SandboxBackend):
         self.startup_grace_seconds = startup_grace_seconds
         self.memory_overhead_bytes = memory_overhead_bytes
         self.tasks_overhead = tasks_overhead
+        self.tasks_per_process = tasks_per_process
         self._work_root = Path(work_root) if work_root else None
         self._owns_work_root = work_root is None
         self._root_lock: HeldLock | None = None
@@ -268,7 +278,7 @@ class GVisorBackend(SandboxBackend):
         limits = run.limits
         spec = CgroupLimits(
             memory_bytes=limits.memory_bytes + limits.disk_bytes + self.memory_overhead_bytes,
-            pids=limits.processes + self.tasks_overhead,
+            pids=self.tasks_overhead + limits.processes * self.tasks_per_process,
             cpu_cores=limits.cpu_cores,
         )
         try:
@@ -337,6 +347,11 @@ class GVisorBackend(SandboxBackend):
                 kill=kill,
             )
             memory_exhausted = group.oom_killed() if group is not None else False
+            if group is not None and group.pids_exhausted():
+                notes.append(
+                    "runsc reached the host task limit of its cgroup; if the run crashed, raise "
+                    "tasks_overhead or tasks_per_process of the gVisor backend"
+                )
         finally:
             # A container that exited by itself has removed its state; one killed
             # at a limit leaves "<id>_sandbox:<id>.state" (and a lock) behind.

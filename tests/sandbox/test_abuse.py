@@ -249,32 +249,47 @@ async def test_work_dir_is_size_limited(backend: SandboxBackend) -> None:
     assert result.output["written_mib"] <= 8  # type: ignore[index,call-overload]
 
 
+_FORK_BOMB = """
+import os, time
+def run():
+    children = 0
+    try:
+        while children < 10000:
+            if os.fork() == 0:
+                while True:  # every child keeps forking as well
+                    try:
+                        os.fork()
+                    except OSError:
+                        time.sleep(0.01)
+            children += 1
+    except OSError as exc:
+        return {"children": children, "errno": exc.errno}
+    return {"children": children, "errno": None}
+"""
+
+
 async def test_fork_bomb_is_contained(backend: SandboxBackend) -> None:
     result = await run_tool(
         backend,
-        """
-        import os, time
-        def run():
-            children = 0
-            try:
-                while children < 10000:
-                    if os.fork() == 0:
-                        while True:  # every child keeps forking as well
-                            try:
-                                os.fork()
-                            except OSError:
-                                time.sleep(0.01)
-                    children += 1
-            except OSError as exc:
-                return {"children": children, "errno": exc.errno}
-            return {"children": children, "errno": None}
-        """,
+        _FORK_BOMB,
         processes=32,
         wall_seconds=20,
     )
     assert result.reason is ExitReason.OK, result
     assert result.output["errno"] == errno.EAGAIN  # type: ignore[index,call-overload]
     assert result.output["children"] < 32  # type: ignore[index,call-overload]
+    assert await wait_until_gone(sandbox_processes) == []
+
+
+async def test_gvisor_says_when_runsc_itself_ran_out_of_host_tasks(gvisor_backend: GVisorBackend) -> None:
+    # A host task budget far below what runsc needs for a fork bomb: the sentry cannot make a thread and dies.
+    starved = GVisorBackend(tasks_overhead=64, tasks_per_process=0)
+    try:
+        result = await run_tool(starved, _FORK_BOMB, processes=32, wall_seconds=20)
+    finally:
+        await starved.aclose()
+    assert result.reason is ExitReason.CRASHED, result
+    assert any("host task limit" in note for note in result.notes), result.notes
     assert await wait_until_gone(sandbox_processes) == []
 
 
