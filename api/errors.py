@@ -121,30 +121,9 @@ async def _core_error(_request: Request, exc: Exception) -> Response:
     return error_response(status, type(exc).__name__, str(exc), problems, headers)
 
 
-def _field(loc: tuple[Any, ...] | list[Any]) -> str:
-    """`("body", "models", 3)` -> `models.3`; `("query", "day")` -> `query.day`."""
-    parts = [str(part) for part in loc]
-    if parts[:1] == ["body"] and len(parts) > 1:
-        parts = parts[1:]
-    return ".".join(parts) or "body"
-
-
-def _message(error: dict[str, Any]) -> str:
-    message = str(error.get("msg", "")).removeprefix("Value error, ")
-    if error.get("type") == "json_invalid":
-        reason = str((error.get("ctx") or {}).get("error", "")).strip()
-        return f"is not valid JSON ({reason})" if reason else "is not valid JSON"
-    return message
-
-
 def validation_problems(exc: RequestValidationError) -> list[errors.Problem]:
     """FastAPI's validation errors as `{field, message}` problems, minus the submitted values."""
-    found = []
-    for error in exc.errors():
-        loc = tuple(error.get("loc", ()))
-        field = "body" if error.get("type") == "json_invalid" else _field(loc)
-        found.append(errors.Problem(field, _message(error)))
-    return found
+    return errors.problems_from(exc.errors(), root="body")
 
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:

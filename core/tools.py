@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.context import Role, TenantContext
-from core.errors import BackendUnavailable, ConfigurationError, Conflict, InvalidInput, NotFound
+from core.errors import BackendUnavailable, ConfigurationError, Conflict, CoreError, InvalidInput, NotFound, problems_of
 from core.settings import EnvSettings, SandboxSettings
 from core.text import Code, JsonObject, Name, Text
 from core.tool_schemas import check_input_schema, example_input, parse_input, validate_input
@@ -82,6 +82,14 @@ class SandboxFailedError(BackendUnavailable):
     """The sandbox backend broke while running a tool."""
 
 
+class ToolFailed(CoreError):
+    """A tool ran in the sandbox and did not end `ok` (it raised, timed out, ran out of memory...)."""
+
+    def __init__(self, message: str, report: ToolRunReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 class ToolSettings(EnvSettings):
     """Operator limits for tools: `TOOLS_MAX_LIMITS` (JSON, `Limits` field names) and concurrency."""
 
@@ -105,9 +113,8 @@ class ToolSettings(EnvSettings):
 
 
 def _first_problem(exc: ValidationError) -> str:
-    problem = exc.errors()[0]
-    where = ".".join(str(part) for part in problem["loc"]) or "value"
-    return f"'{where}': {problem['msg']}"
+    problem = problems_of(exc)[0]
+    return f"'{problem.field}': {problem.message}"
 
 
 @dataclass(frozen=True)
@@ -332,17 +339,20 @@ class ToolService:
     async def try_tool(self, ctx: TenantContext, tool_id: uuid.UUID, tool_input: Any) -> ToolRunReport:
         """Run a stored tool once in the sandbox with `tool_input` (a dict, or JSON text)."""
         ctx.require(Role.EDITOR, "try tools")
-        async with self._db.tenant_session(ctx.tenant_slug) as session:
-            tool = await self._load(session, tool_id)
-            spec = ToolSpec(
-                name=tool.name,
-                kind=tool.kind,  # type: ignore[arg-type]  # the column only ever holds a ToolKind
-                input_schema=tool.input_schema,
-                code=tool.code,
-                limits=tool.limits,
-            )
-        # The session is closed: no connection is held while the tool runs up to its wall time.
-        return await self._run(ctx, spec, tool_input)
+        # The session is closed before the run: no connection is held while the tool runs up to its wall time.
+        return await self._run(ctx, await self._stored_spec(ctx, tool_id), tool_input)
+
+    async def run_saved(self, ctx: TenantContext, tool_id: uuid.UUID, arguments: Mapping[str, Any]) -> Any:
+        """Run a stored tool for a flow; its output, or `ToolFailed` saying how the run ended."""
+        ctx.require(Role.EDITOR, "run tools")
+        spec = await self._stored_spec(ctx, tool_id)
+        report = await self._run(ctx, spec, dict(arguments))
+        if not report.ok:
+            detail = report.error or "no detail"
+            tail = report.stderr_tail.strip()[-500:]
+            message = f"tool '{spec.name}' ended {report.reason}: {detail}" + (f" (stderr: {tail})" if tail else "")
+            raise ToolFailed(message, report)
+        return report.output
 
     async def try_draft(self, ctx: TenantContext, spec: ToolSpec, tool_input: Any) -> ToolRunReport:
         """Run unsaved code (what the editor holds now) once in the sandbox."""
@@ -471,6 +481,18 @@ class ToolService:
             created_at=tool.created_at,
             updated_at=tool.updated_at,
         )
+
+    async def _stored_spec(self, ctx: TenantContext, tool_id: uuid.UUID) -> ToolSpec:
+        async with self._db.tenant_session(ctx.tenant_slug) as session:
+            tool = await self._load(session, tool_id)
+            spec = ToolSpec(
+                name=tool.name,
+                kind=tool.kind,  # type: ignore[arg-type]  # the column only ever holds a ToolKind
+                input_schema=tool.input_schema,
+                code=tool.code,
+                limits=tool.limits,
+            )
+        return spec
 
     @staticmethod
     async def _load(session: AsyncSession, tool_id: uuid.UUID) -> Tool:
