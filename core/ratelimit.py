@@ -17,9 +17,12 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from core.errors import RateLimited
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 WINDOW_S = 60.0
 
@@ -159,12 +162,13 @@ return 0
 
 
 class RedisRateLimiter:
-    """Sliding windows in Redis sorted sets, checked and booked atomically by Lua."""
+    """Sliding windows in Redis sorted sets, checked and booked atomically by Lua.
 
-    def __init__(self, url: str, *, prefix: str = "crewcanvas:rl:", window_s: float = WINDOW_S) -> None:
-        from redis.asyncio import Redis
+    Runs on a shared `client` that belongs to the caller: `close` leaves it open.
+    """
 
-        self._redis: Any = Redis.from_url(url)
+    def __init__(self, client: Redis, *, prefix: str = "crewcanvas:rl:", window_s: float = WINDOW_S) -> None:
+        self._redis = client
         self._prefix = prefix
         self._window_ms = int(window_s * 1000)
         self._acquire = self._redis.register_script(_ACQUIRE)
@@ -192,4 +196,4 @@ class RedisRateLimiter:
         await self._add(keys=keys, args=[self._window_ms, f"{uuid.uuid4().hex}:{int(tokens)}"])
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        """Nothing to release: the client is closed by its owner."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.auth.identity import Identity, build_identity
 from core.llm.wiring import LLMStack, build_llm
@@ -14,6 +14,9 @@ from core.tenants import TenantService
 from core.tools import ToolService, ToolSettings, build_sandbox
 from db.database import Database, private_dir
 from db.migrate import migrate_all
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,7 @@ class Services:
     tools: ToolService
     llm_stack: LLMStack
     backends: dict[str, str] = field(default_factory=dict)
+    redis: Redis | None = None  # the one client every Redis backend shares (`REDIS_URL` set); closed last
 
     async def start(self) -> None:
         """Bring storage to head (control plane, then every tenant)."""
@@ -37,9 +41,12 @@ class Services:
         await self.llm_stack.start()
 
     async def close(self) -> None:
+        """Close every service, then the backends they share."""
         await self.llm_stack.close()
         await self.identity.close()
         await self.db.dispose()
+        if self.redis is not None:
+            await self.redis.aclose()
 
     async def health(self) -> dict[str, Any]:
         """Which backends are active and whether they answer."""
@@ -84,12 +91,19 @@ def build_services(settings: AppSettings) -> Services:
         echo=settings.db.echo,
     )
     tenants = TenantService(db)
+    redis: Redis | None = None
+    if settings.redis.url:
+        from redis.asyncio import Redis
+
+        # One client (one connection pool) for every Redis backend, instead of one each.
+        redis = Redis.from_url(settings.redis.url)
     return Services(
         settings=settings,
         db=db,
         tenants=tenants,
-        identity=build_identity(settings, db, tenants),
+        identity=build_identity(settings, db, tenants, redis),
         tools=_build_tools(settings, db),
-        llm_stack=build_llm(settings, db),
+        llm_stack=build_llm(settings, db, redis),
         backends=describe_backends(settings),
+        redis=redis,
     )

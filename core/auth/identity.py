@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from core.auth.accounts import AccountService
 from core.auth.api_keys import ApiKeyService
@@ -21,6 +22,9 @@ from core.settings import AppSettings
 from core.tenants import TenantService
 from db.database import Database
 
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
 # OWASP's floor for Argon2id (19 MiB, 2 passes); lower costs are for tests only.
 _MIN_PRODUCTION_MEMORY_KIB = 19 * 1024
 _MIN_PRODUCTION_TIME_COST = 2
@@ -38,17 +42,30 @@ class Identity:
     sessions: SessionService
     oidc: OIDCAccounts
     throttle: LoginThrottle
+    # False when the throttle's log runs on a Redis client shared with the app: closing the
+    # log would close that client, which belongs to whoever passed it in.
+    owns_throttle_log: bool = True
 
     async def close(self) -> None:
-        await self.throttle.log.close()
+        """Release what identity owns; a Redis client it was given is left to its owner."""
+        if self.owns_throttle_log:
+            await self.throttle.log.close()
 
 
 def build_identity(
-    settings: AppSettings, db: Database, tenants: TenantService, *, mailer: Mailer | None = None
+    settings: AppSettings,
+    db: Database,
+    tenants: TenantService,
+    redis: Redis | None = None,
+    *,
+    mailer: Mailer | None = None,
 ) -> Identity:
     """Choose the throttle backend and wire the services; nothing connects yet.
 
-    `mailer` defaults to the one `SMTP_*` describes (none when `SMTP_HOST` is empty).
+    With `REDIS_URL` set, the login throttle runs on `redis`, a client shared with the rest
+    of the app and closed by the caller; without one, a client of its own is made and closed
+    by `Identity.close`. `mailer` defaults to the one `SMTP_*` describes (none when
+    `SMTP_HOST` is empty).
     """
     auth = settings.auth
     if settings.env == "production" and (
@@ -58,10 +75,15 @@ def build_identity(
             "AUTH_ARGON2_* is too cheap for production: use at least 19456 KiB of memory and a time cost of 2"
         )
     log: AttemptLog
+    owns_log = True
     if settings.redis.url:
-        from redis.asyncio import Redis
+        if redis is None:
+            from redis.asyncio import Redis
 
-        log = RedisAttemptLog(Redis.from_url(settings.redis.url))
+            redis = Redis.from_url(settings.redis.url)
+        else:
+            owns_log = False
+        log = RedisAttemptLog(redis)
     else:
         log = MemoryAttemptLog()
     throttle = LoginThrottle(
@@ -102,4 +124,5 @@ def build_identity(
         sessions=SessionService(db, ttl_s=auth.session_ttl_s),
         oidc=OIDCAccounts(db),
         throttle=throttle,
+        owns_throttle_log=owns_log,
     )

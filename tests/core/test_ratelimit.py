@@ -16,6 +16,12 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 WINDOW_S = 0.4
 
 
+async def delete_keys(client: Redis, prefix: str) -> None:
+    keys = [key async for key in client.scan_iter(f"{prefix}*")]
+    if keys:
+        await client.delete(*keys)
+
+
 @pytest.fixture(params=["memory", "redis"])
 async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[RateLimiter]:
     """A limiter with a short window on each backend; Redis keys get a unique prefix, removed after."""
@@ -23,15 +29,13 @@ async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[RateLimiter]:
         yield MemoryRateLimiter(window_s=WINDOW_S)
         return
     prefix = f"test:rl:{uuid.uuid4().hex}:"
-    redis_limiter = RedisRateLimiter(REDIS_URL, prefix=prefix, window_s=WINDOW_S)
+    client = Redis.from_url(REDIS_URL)
+    redis_limiter = RedisRateLimiter(client, prefix=prefix, window_s=WINDOW_S)
     try:
         yield redis_limiter
     finally:
         await redis_limiter.close()
-        client = Redis.from_url(REDIS_URL)
-        keys = [key async for key in client.scan_iter(f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
+        await delete_keys(client, prefix)  # the limiter left its client open: it belongs to us
         await client.aclose()
 
 
@@ -85,7 +89,8 @@ async def test_tenants_have_separate_budgets(limiter: RateLimiter) -> None:
 
 async def test_redis_limiters_in_two_processes_share_one_budget() -> None:
     prefix = f"test:rl:{uuid.uuid4().hex}:"
-    first, second = (RedisRateLimiter(REDIS_URL, prefix=prefix, window_s=5) for _ in range(2))
+    clients = [Redis.from_url(REDIS_URL) for _ in range(2)]
+    first, second = (RedisRateLimiter(client, prefix=prefix, window_s=5) for client in clients)
     limit = Limit("acme:tenant", "tenant 'acme'", rpm=10)
     try:
         results = await asyncio.gather(
@@ -94,10 +99,15 @@ async def test_redis_limiters_in_two_processes_share_one_budget() -> None:
         assert sum(r is None for r in results) == 10
         assert all(isinstance(r, RateLimited) for r in results if r is not None)
     finally:
-        await first.close()
-        await second.close()
-        client = Redis.from_url(REDIS_URL)
-        keys = [key async for key in client.scan_iter(f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
+        await delete_keys(clients[0], prefix)
+        for client in clients:
+            await client.aclose()
+
+
+async def test_closing_a_redis_limiter_leaves_the_shared_client_open() -> None:
+    client = Redis.from_url(REDIS_URL)
+    try:
+        await RedisRateLimiter(client, prefix=f"test:rl:{uuid.uuid4().hex}:").close()
+        assert await client.ping()
+    finally:
         await client.aclose()
