@@ -49,8 +49,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 async def _admin(args: argparse.Namespace) -> int:
     from core.errors import CoreError
-    from core.services import build_services
     from core.settings import AppSettings
+    from wiring.services import build_services
 
     services = build_services(AppSettings.load())
     try:
@@ -83,7 +83,7 @@ async def _admin(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
-        await services.close()
+        await services.aclose()
     return 0
 
 
@@ -101,8 +101,8 @@ def serve(args: argparse.Namespace) -> None:
 
     from api.app import install_api
     from core import log_redaction
-    from core.services import build_services
     from ui.app import install_ui
+    from wiring.services import build_services
 
     log_redaction.install()  # one-time tickets and codes in redirect URLs stay out of the access log
     services = build_services(settings)
@@ -115,7 +115,7 @@ def serve(args: argparse.Namespace) -> None:
         background_tasks.create(services.tools.sweep_sandbox(), name="sandbox sweep")
 
     app.on_startup(start)
-    app.on_shutdown(services.close)
+    app.on_shutdown(services.aclose)
     if args.native:
         try:
             import webview  # noqa: F401

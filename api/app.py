@@ -9,7 +9,7 @@ from api.errors import install_error_handlers
 from api.limits import BodyLimit, api_body_limits
 from api.providers import router as providers_router
 from api.tools import router as tools_router
-from core.services import Services
+from wiring.services import Services
 
 
 def install_api(app: FastAPI, services: Services) -> None:

@@ -25,7 +25,7 @@ from api.fields import SLUG_PATTERN
 from core.auth.authenticator import Principal
 from core.context import TenantContext
 from core.errors import AuthenticationFailed
-from core.services import Services
+from wiring.services import Services
 
 _bearer = HTTPBearer(
     auto_error=False,

@@ -1,7 +1,7 @@
 """Tools: records a tenant writes (name, input schema, code, limits) and "Try it" runs in the sandbox.
 
 Nothing here executes tool code. Every run goes to the sandbox backend built once in
-`core/services.py`; when that backend cannot isolate, the run is refused with
+`wiring/backends.py`; when that backend cannot isolate, the run is refused with
 `SandboxUnavailableError` and nothing runs, never in-process as a fallback. A tool
 misbehaving (raising, looping, allocating, printing too much) is not an error: it comes
 back as a `ToolRunReport` whose `reason` says why.
@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.context import Role, TenantContext
 from core.errors import BackendUnavailable, ConfigurationError, Conflict, CoreError, InvalidInput, NotFound, problems_of
-from core.settings import EnvSettings, SandboxSettings
+from core.settings import EnvSettings
 from core.text import Code, JsonObject, Name, Text
 from core.tool_schemas import check_input_schema, example_input, parse_input, validate_input
 from db.database import Database
@@ -51,7 +51,6 @@ from sandbox.base import (
     ToolResult,
     ToolRun,
 )
-from sandbox.factory import create_backend
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +222,14 @@ class ToolRunner(Protocol):
 
     async def available(self) -> Availability: ...
 
+    async def sweep(self) -> int:
+        """Remove what runs of dead app processes left behind; how many things were removed."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the backend holds (work directories, clients)."""
+        ...
+
 
 class UnavailableSandbox:
     """Stands in for a backend that could not even be built: refuses every run with the reason."""
@@ -236,6 +243,12 @@ class UnavailableSandbox:
 
     async def available(self) -> Availability:
         return Availability(False, self.reason)
+
+    async def sweep(self) -> int:
+        return 0
+
+    async def aclose(self) -> None:
+        return None
 
 
 _PYTHON_STARTER = '''\
@@ -365,12 +378,9 @@ class ToolService:
         Never raises: a failed sweep is logged and retried at the next start; live
         runs of other app processes are never touched (see `sandbox.leftovers`).
         """
-        sweep = getattr(self._sandbox, "sweep", None)
-        if sweep is None:
-            return 0
         try:
             async with asyncio.timeout(timeout_seconds):
-                removed: int = await sweep()
+                removed = await self._sandbox.sweep()
         except (SandboxError, OSError, TimeoutError) as exc:
             log.warning("could not sweep leftovers of the %s sandbox: %s", self._sandbox.name, exc)
             return 0
@@ -508,31 +518,3 @@ class ToolService:
         except IntegrityError as exc:
             await session.rollback()
             raise Conflict(f"a tool named {name!r} exists already in this workspace; choose another name") from exc
-
-
-def build_sandbox(settings: SandboxSettings) -> tuple[ToolRunner, bool]:
-    """The configured backend, built once, and whether it is the unsafe one.
-
-    A backend that cannot be built (binary missing, unknown name) becomes an
-    `UnavailableSandbox`: the app still starts, and every run is refused with the reason.
-    """
-    options: dict[str, Any] = {}
-    if settings.backend in {"bwrap", "gvisor", "unsafe-subprocess"}:
-        options["python_path"] = settings.python
-    elif settings.backend == "kubernetes":
-        options.update(
-            namespace=settings.kubernetes_namespace,
-            runtime_class=settings.kubernetes_runtime_class or None,
-            image=settings.kubernetes_image,
-            python_path=settings.kubernetes_python,
-            cpu=settings.kubernetes_cpu,
-            memory=settings.kubernetes_memory,
-            ephemeral_storage=settings.kubernetes_ephemeral_storage,
-        )
-    try:
-        backend: ToolRunner = create_backend(settings.backend, **options)
-    except SandboxUnavailable as exc:
-        log.error("sandbox backend %r is unavailable; every tool run will be refused: %s", settings.backend, exc)
-        return UnavailableSandbox(settings.backend, str(exc)), False
-    unsafe = bool(getattr(backend, "UNSAFE", False)) or settings.backend == "unsafe-subprocess"
-    return backend, unsafe

@@ -7,8 +7,8 @@ from nicegui.events import ValueChangeEventArguments
 
 from core.auth.sessions import SessionState
 from core.errors import CoreError
-from core.services import Services
 from ui.session import SERVICES_KEY, STATE_KEY, current_state, login_url, session_id, sign_out
+from wiring.services import Services
 
 
 def account_bar() -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from nicegui import app
 
-from core.services import Services
 from ui import oidc, sign_in
 from ui.origin import OriginGuard
 from ui.pages import api_keys, home, invite, login, members, providers, signup, tenants, tools
+from wiring.services import Services
 
 
 def install_ui(services: Services) -> None:

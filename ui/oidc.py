@@ -35,10 +35,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from core.errors import ConfigurationError, CoreError
-from core.services import Services
 from core.settings import OIDCSettings
 from ui.session import DEFAULT_LANDING, flash_login_error, safe_next
 from ui.sign_in import start_browser_session
+from wiring.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -47,7 +47,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from core.auth.sessions import SessionState
 from core.context import Role, TenantContext
-from core.services import Services
+from wiring.services import Services
 
 log = logging.getLogger(__name__)
 

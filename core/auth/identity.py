@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from core.auth.accounts import AccountService
 from core.auth.api_keys import ApiKeyService
@@ -14,16 +13,13 @@ from core.auth.oidc import OIDCAccounts
 from core.auth.passwords import Passwords
 from core.auth.refresh import RefreshTokens
 from core.auth.sessions import SessionService
-from core.auth.throttle import AttemptLog, LoginThrottle, MemoryAttemptLog, RedisAttemptLog
+from core.auth.throttle import AttemptLog, LoginThrottle, MemoryAttemptLog
 from core.auth.tokens import AccessTokens
 from core.errors import ConfigurationError
 from core.mail import Mailer, build_mailer
 from core.settings import AppSettings
 from core.tenants import TenantService
 from db.database import Database
-
-if TYPE_CHECKING:
-    from redis.asyncio import Redis
 
 # OWASP's floor for Argon2id (19 MiB, 2 passes); lower costs are for tests only.
 _MIN_PRODUCTION_MEMORY_KIB = 19 * 1024
@@ -42,30 +38,21 @@ class Identity:
     sessions: SessionService
     oidc: OIDCAccounts
     throttle: LoginThrottle
-    # False when the throttle's log runs on a Redis client shared with the app: closing the
-    # log would close that client, which belongs to whoever passed it in.
-    owns_throttle_log: bool = True
-
-    async def close(self) -> None:
-        """Release what identity owns; a Redis client it was given is left to its owner."""
-        if self.owns_throttle_log:
-            await self.throttle.log.close()
 
 
 def build_identity(
     settings: AppSettings,
     db: Database,
     tenants: TenantService,
-    redis: Redis | None = None,
     *,
+    attempt_log: AttemptLog | None = None,
     mailer: Mailer | None = None,
 ) -> Identity:
-    """Choose the throttle backend and wire the services; nothing connects yet.
+    """Wire the identity services; nothing connects yet.
 
-    With `REDIS_URL` set, the login throttle runs on `redis`, a client shared with the rest
-    of the app and closed by the caller; without one, a client of its own is made and closed
-    by `Identity.close`. `mailer` defaults to the one `SMTP_*` describes (none when
-    `SMTP_HOST` is empty).
+    `attempt_log` is the login throttle's backend, chosen and owned by `wiring.backends`
+    (an in-process log when none is given). `mailer` defaults to the one `SMTP_*`
+    describes (none when `SMTP_HOST` is empty).
     """
     auth = settings.auth
     if settings.env == "production" and (
@@ -74,20 +61,8 @@ def build_identity(
         raise ConfigurationError(
             "AUTH_ARGON2_* is too cheap for production: use at least 19456 KiB of memory and a time cost of 2"
         )
-    log: AttemptLog
-    owns_log = True
-    if settings.redis.url:
-        if redis is None:
-            from redis.asyncio import Redis
-
-            redis = Redis.from_url(settings.redis.url)
-        else:
-            owns_log = False
-        log = RedisAttemptLog(redis)
-    else:
-        log = MemoryAttemptLog()
     throttle = LoginThrottle(
-        log,
+        attempt_log if attempt_log is not None else MemoryAttemptLog(),
         window_s=auth.login_window_s,
         per_account=auth.login_max_failures_per_account,
         per_address=auth.login_max_failures_per_ip,
@@ -124,5 +99,4 @@ def build_identity(
         sessions=SessionService(db, ttl_s=auth.session_ttl_s),
         oidc=OIDCAccounts(db),
         throttle=throttle,
-        owns_throttle_log=owns_log,
     )

@@ -151,7 +151,7 @@ class RedisAttemptLog:
             raise BackendUnavailable(f"Redis is unreachable for login throttling: {exc}; check REDIS_URL") from exc
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        """Nothing to release: the Redis client belongs to whoever made it (see `wiring.backends`)."""
 
 
 class LoginThrottle:

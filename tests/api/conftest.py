@@ -17,8 +17,8 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from api.app import install_api
-from core.services import Services, build_services
 from core.settings import AppSettings, AuthSettings, OIDCSettings, RedisSettings, SecuritySettings
+from wiring.services import Services, build_services
 
 TEST_SECRET = "test-secret-key-for-tokens-0123456789abcdef"
 PASSWORD = "correct horse battery"
@@ -49,7 +49,7 @@ async def api_client(settings: AppSettings) -> AsyncIterator[tuple[httpx.AsyncCl
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://test") as http:
             yield http, built
     finally:
-        await built.close()
+        await built.aclose()
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ async def services(db_url: str, tmp_path: Path) -> AsyncIterator[Services]:
     try:
         yield built
     finally:
-        await built.close()
+        await built.aclose()
 
 
 @pytest.fixture

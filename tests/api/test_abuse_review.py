@@ -13,9 +13,9 @@ import uuid
 import httpx
 import pytest
 
-from core.services import Services
 from tests.api.conftest import PASSWORD, sign_up
 from tests.api.test_members import invite, join
+from wiring.services import Services
 
 
 def b64(raw: bytes) -> str:

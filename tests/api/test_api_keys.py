@@ -7,11 +7,11 @@ from datetime import timedelta
 import httpx
 from sqlalchemy import select, update
 
-from core.services import Services
 from db.base import utcnow
 from db.models.control import ApiKey
 from tests.api.conftest import sign_up
 from tests.api.test_members import invite, join, member_id
+from wiring.services import Services
 
 
 async def test_a_key_is_shown_once_and_authenticates_in_its_tenant(

@@ -17,8 +17,8 @@ from joserfc import jwt
 from joserfc.jwk import OctKey, RSAKey
 
 from core.auth.tokens import AccessTokens
-from core.services import Services
 from tests.api.conftest import PASSWORD, TEST_SECRET, log_in, sign_up
+from wiring.services import Services
 
 
 def b64(data: dict[str, Any] | bytes) -> str:

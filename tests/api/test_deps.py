@@ -10,8 +10,8 @@ from fastapi import APIRouter, FastAPI
 
 from api.deps import CurrentContext, ServicesDep
 from core.context import Role
-from core.services import Services
 from tests.api.conftest import sign_up
+from wiring.services import Services
 
 probe = APIRouter()
 

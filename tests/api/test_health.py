@@ -9,8 +9,8 @@ import pytest
 from fastapi import FastAPI
 
 from api.app import install_api
-from core.services import build_services
 from core.settings import AppSettings
+from wiring.services import build_services
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ async def client(db_url: str, tmp_path: Path) -> httpx.AsyncClient:
     install_api(app, services)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
         yield http  # type: ignore[misc]  # async generator fixture
-    await services.close()
+    await services.aclose()
 
 
 async def test_health_reports_backends_and_database_check(client: httpx.AsyncClient, db_url: str) -> None:
@@ -44,6 +44,6 @@ async def test_health_is_degraded_when_the_database_is_gone(tmp_path: Path) -> N
     install_api(app, services)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
         response = await http.get("/api/health")
-    await services.close()
+    await services.aclose()
     assert response.status_code == 503
     assert response.json()["checks"]["database"].startswith("failing")

@@ -14,8 +14,8 @@ import pytest
 from fastapi import APIRouter, FastAPI, Request
 
 from api.app import install_api
-from core.services import Services, build_services
 from tests.api.conftest import Account, api_client, identity_settings, sign_up
+from wiring.services import Services, build_services
 
 LIMIT = 4096
 CHUNK = 1024
@@ -188,7 +188,7 @@ import asyncio, json, pathlib, sys
 import httpx
 from nicegui import app
 from api.app import install_api
-from core.services import build_services
+from wiring.services import build_services
 from tests.api.conftest import identity_settings
 
 async def main():

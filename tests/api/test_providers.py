@@ -313,7 +313,7 @@ import asyncio, json, socket
 import httpx
 from fastapi import FastAPI
 from api.app import install_api
-from core.services import build_services
+from wiring.services import build_services
 from core.settings import AppSettings
 
 async def main():
@@ -336,7 +336,7 @@ async def main():
                 "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 4, "temperature": 0})
             print(json.dumps({"signup": signup.status_code, "status": chat.status_code, "body": chat.json()}))
     finally:
-        await services.close()
+        await services.aclose()
 
 asyncio.run(main())
 """

@@ -42,8 +42,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.app import install_api
-from core.services import Services, build_services
 from tests.api.conftest import PASSWORD, identity_settings
+from wiring.services import Services, build_services
 
 EXAMPLES = 6  # per operation and mode: about 550 requests in all
 SEED = 20261201
@@ -96,7 +96,7 @@ class LiveServer:
         try:
             await self._server.serve(sockets=[self._socket])
         finally:
-            await services.close()
+            await services.aclose()
 
     def start(self) -> None:
         self._thread.start()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 
-from core.services import Services
 from tests.api.conftest import log_in, sign_up
 from tests.api.test_members import invite, join, member_id
+from wiring.services import Services
 
 
 async def test_a_user_creates_another_tenant_and_switches_to_it(client: httpx.AsyncClient) -> None:

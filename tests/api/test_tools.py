@@ -10,9 +10,9 @@ import pytest
 from fastapi import FastAPI
 
 from api.app import install_api
-from core.services import build_services
 from tests.api.conftest import Account, identity_settings, sign_up
 from tests.api.test_members import invite, join
+from wiring.services import build_services
 
 
 async def create(client: httpx.AsyncClient, who: Account, **overrides: object) -> dict[str, object]:
@@ -120,7 +120,7 @@ async def broken_sandbox_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     install_api(app, services)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
         yield http
-    await services.close()
+    await services.aclose()
 
 
 async def test_runs_are_refused_with_503_when_the_sandbox_is_unavailable(

@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from core.errors import NotFound
-from core.services import Services
 from tests.api.conftest import PASSWORD, sign_up
+from wiring.services import Services
 
 
 async def test_a_session_switches_only_to_the_users_own_tenants(client: httpx.AsyncClient, services: Services) -> None:

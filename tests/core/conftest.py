@@ -20,13 +20,13 @@ async def attempt_log(request: pytest.FixtureRequest) -> AsyncIterator[AttemptLo
         yield MemoryAttemptLog()
         return
     prefix = f"test:attempts:{uuid.uuid4().hex}:"
-    log = RedisAttemptLog(Redis.from_url(REDIS_URL), prefix=prefix)
+    client = Redis.from_url(REDIS_URL)
+    log = RedisAttemptLog(client, prefix=prefix)
     try:
         yield log
     finally:
-        client = Redis.from_url(REDIS_URL)
         keys = [key async for key in client.scan_iter(f"{prefix}*")]
         if keys:
             await client.delete(*keys)
-        await client.aclose()
         await log.close()
+        await client.aclose()

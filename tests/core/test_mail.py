@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import re
 import socket
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -260,10 +259,8 @@ async def make_world(db: Database, tmp_path: Path, mailer: Mailer | None, **sett
 
 
 @pytest.fixture
-async def world(db: Database, tmp_path: Path, mail_server: MailServer) -> AsyncIterator[World]:
-    built = await make_world(db, tmp_path, mailer_for(mail_server))
-    yield built
-    await built.identity.close()
+async def world(db: Database, tmp_path: Path, mail_server: MailServer) -> World:
+    return await make_world(db, tmp_path, mailer_for(mail_server))
 
 
 @pytest.fixture
@@ -317,10 +314,7 @@ async def test_app_base_url_wins_over_the_browser_address(
     db: Database, tmp_path: Path, mail_server: MailServer
 ) -> None:
     built = await make_world(db, tmp_path, mailer_for(mail_server), base_url="https://crew.example.com/")
-    try:
-        created = await built.identity.invites.create(built.owner, "viewer", "eve@example.com", base_url="http://x")
-    finally:
-        await built.identity.close()
+    created = await built.identity.invites.create(built.owner, "viewer", "eve@example.com", base_url="http://x")
     assert created.link == f"https://crew.example.com/invite#{created.token}"
     assert LINK.findall(mail_server.to("eve@example.com")[0].text()) == [created.token]
 
@@ -334,11 +328,8 @@ async def test_an_invitation_without_an_address_sends_nothing(world: World, mail
 
 async def test_without_a_mail_server_the_invitation_is_only_a_link(db: Database, tmp_path: Path) -> None:
     built = await make_world(db, tmp_path, None)
-    try:
-        assert not built.identity.invites.mails_enabled
-        created = await built.identity.invites.create(built.owner, "editor", "fay@example.com", base_url="http://c")
-    finally:
-        await built.identity.close()
+    assert not built.identity.invites.mails_enabled
+    created = await built.identity.invites.create(built.owner, "editor", "fay@example.com", base_url="http://c")
     assert (created.emailed, created.email_error) == (False, None)
     assert created.link == f"http://c/invite#{created.token}"
 
@@ -348,11 +339,8 @@ async def test_a_failed_mail_keeps_the_invitation_and_says_why(
 ) -> None:
     with running_mail_server(username="mailer", password=SMTP_PASSWORD) as server:
         built = await make_world(db, tmp_path, mailer_for(server, username="mailer", password=SecretStr("wrong-pw")))
-        try:
-            created = await built.identity.invites.create(built.owner, "viewer", "gus@example.com", base_url="http://c")
-            pending = await built.identity.invites.pending(built.owner)
-        finally:
-            await built.identity.close()
+        created = await built.identity.invites.create(built.owner, "viewer", "gus@example.com", base_url="http://c")
+        pending = await built.identity.invites.pending(built.owner)
     assert not created.emailed
     assert created.email_error is not None
     assert f"mail server {server.host}:{server.port} refused the login" in created.email_error
@@ -367,22 +355,19 @@ async def test_each_tenant_may_send_only_so_many_invitation_mails_an_hour(
 ) -> None:
     built = await make_world(db, tmp_path, mailer_for(mail_server), invites_per_hour=2)
     invites = built.identity.invites
-    try:
-        for n in range(2):
-            assert (await invites.create(built.owner, "viewer", f"p{n}@example.com", base_url="http://c")).emailed
-        with pytest.raises(RateLimited, match=r"acme has sent 2 invitation mails in the last hour") as refused:
-            await invites.create(built.owner, "viewer", "p2@example.com", base_url="http://c")
-        assert 3000 < refused.value.retry_after <= 3600
-        assert "invite without an address" in str(refused.value)
-        assert [p.email for p in await invites.pending(built.owner)] == ["p0@example.com", "p1@example.com"]
-        # A link for anyone sends no mail and is still allowed.
-        assert not (await invites.create(built.owner, "viewer", base_url="http://c")).emailed
-        # Another tenant has its own budget.
-        other_user, other = await built.identity.accounts.signup("zed@example.com", PASSWORD, tenant_slug="zeta")
-        zed = TenantContext(other.tenant_id, other.tenant_slug, other_user.id, Role.OWNER)
-        assert (await invites.create(zed, "viewer", "p3@example.com", base_url="http://c")).emailed
-    finally:
-        await built.identity.close()
+    for n in range(2):
+        assert (await invites.create(built.owner, "viewer", f"p{n}@example.com", base_url="http://c")).emailed
+    with pytest.raises(RateLimited, match=r"acme has sent 2 invitation mails in the last hour") as refused:
+        await invites.create(built.owner, "viewer", "p2@example.com", base_url="http://c")
+    assert 3000 < refused.value.retry_after <= 3600
+    assert "invite without an address" in str(refused.value)
+    assert [p.email for p in await invites.pending(built.owner)] == ["p0@example.com", "p1@example.com"]
+    # A link for anyone sends no mail and is still allowed.
+    assert not (await invites.create(built.owner, "viewer", base_url="http://c")).emailed
+    # Another tenant has its own budget.
+    other_user, other = await built.identity.accounts.signup("zed@example.com", PASSWORD, tenant_slug="zeta")
+    zed = TenantContext(other.tenant_id, other.tenant_slug, other_user.id, Role.OWNER)
+    assert (await invites.create(zed, "viewer", "p3@example.com", base_url="http://c")).emailed
     assert sorted(m.rcpt_tos[0] for m in mail_server.messages) == [
         "p0@example.com",
         "p1@example.com",

@@ -9,9 +9,9 @@ import pytest
 from pydantic_settings import BaseSettings
 
 from core.errors import ConfigurationError
-from core.services import describe_backends
 from core.settings import AppSettings
 from core.tools import ToolSettings
+from wiring.backends import Backends
 
 STRONG = "x" * 40
 
@@ -19,7 +19,7 @@ STRONG = "x" * 40
 def test_development_defaults_use_embedded_backends(clean_env: Path) -> None:
     settings = AppSettings.load()
     assert settings.database_url.startswith("sqlite+aiosqlite:///")
-    assert describe_backends(settings) == {
+    assert Backends.describe(settings) == {
         "database": "sqlite",
         "event_bus": "in-process",
         "rate_limits": "in-process",
@@ -47,7 +47,7 @@ def test_backend_variables_select_production_backends(clean_env: Path, monkeypat
     monkeypatch.setenv("MONGODB_URL", "mongodb://127.0.0.1:27017")
     monkeypatch.setenv("SANDBOX_BACKEND", "kubernetes")
     settings = AppSettings.load()
-    backends = describe_backends(settings)
+    backends = Backends.describe(settings)
     assert backends["database"] == "postgresql"
     assert backends["event_bus"] == backends["rate_limits"] == "redis"
     assert backends["usage"] == "mongodb"
@@ -86,7 +86,7 @@ def test_every_area_reads_dot_env_in_the_working_directory(clean_env: Path) -> N
     assert settings.mail.sender == "noreply@example.com"
     assert settings.security.secret_key.get_secret_value() == STRONG
     assert ToolSettings().max_concurrent_runs == 3
-    assert describe_backends(settings)["database"] == "postgresql"
+    assert Backends.describe(settings)["database"] == "postgresql"
 
 
 def test_the_environment_wins_over_dot_env(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,7 +133,7 @@ def test_production_accepts_real_secrets_from_the_environment(clean_env: Path, m
     settings = AppSettings.load()
     assert settings.security.secret_key.get_secret_value() == STRONG
     assert STRONG not in repr(settings)
-    assert describe_backends(settings)["secrets"] == "environment"
+    assert Backends.describe(settings)["secrets"] == "environment"
 
 
 def test_env_example_documents_every_variable() -> None:

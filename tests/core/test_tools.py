@@ -23,7 +23,6 @@ from core.tools import (
     ToolSettings,
     ToolSpec,
     UnavailableSandbox,
-    build_sandbox,
     starter_spec,
 )
 from db.database import Database
@@ -33,6 +32,7 @@ from sandbox.base import Availability, Limits, ToolResult, ToolRun
 from sandbox.bwrap import BwrapBackend
 from sandbox.factory import create_backend
 from tests.conftest import pg_url
+from wiring.backends import build_sandbox
 
 MiB = 1024 * 1024
 

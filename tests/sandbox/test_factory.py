@@ -71,8 +71,8 @@ async def test_gvisor_run_is_refused_when_runsc_cannot_start_a_container() -> No
 
 def test_app_settings_reach_the_kubernetes_backend(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from core.settings import SandboxSettings
-    from core.tools import build_sandbox
     from sandbox.kubernetes import KubernetesBackend
+    from wiring.backends import build_sandbox
 
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")

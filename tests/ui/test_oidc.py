@@ -22,11 +22,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from core.services import build_services
 from core.settings import AppSettings, OIDCSettings, SecuritySettings
 from tests.fixtures.oidc_provider import OIDCProvider, running_provider
 from ui.oidc import CALLBACK_PATH, LOGIN_PATH, OIDCSignIn
 from ui.session import take_login_error
+from wiring.services import build_services
 
 APP = "http://app.example"
 
@@ -68,7 +68,7 @@ async def _client(tmp_path: Path, issuer: str, client_id: str = "crewcanvas-test
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=APP) as client:
             yield client
     finally:
-        await services.close()
+        await services.aclose()
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ from starlette.responses import Response
 from core.auth.api_keys import ApiKeyInfo
 from core.context import Role, TenantContext
 from core.errors import CoreError
-from core.services import Services
 from ui.dialogs import confirm
 from ui.layout import frame
 from ui.session import current_context, page_context
+from wiring.services import Services
 
 EXPIRY_CHOICES: dict[int, str] = {0: "never", 30: "in 30 days", 90: "in 90 days", 365: "in a year"}
 

@@ -10,9 +10,9 @@ from nicegui import ui
 
 from core.auth.sessions import SessionState
 from core.context import Role
-from core.services import Services
 from ui.layout import frame
 from ui.session import current_state
+from wiring.services import Services
 
 # (label, target, what it is for, the role it needs)
 QUICK_LINKS: list[tuple[str, str, str, Role]] = [

@@ -10,10 +10,10 @@ from nicegui import ui
 
 from core.auth.invites import InvitePreview
 from core.errors import CoreError
-from core.services import Services
 from ui.layout import frame
 from ui.session import DEFAULT_LANDING, client_address, current_state, session_id
 from ui.sign_in import hand_over
+from wiring.services import Services
 
 
 def register(services: Services) -> None:

@@ -9,10 +9,10 @@ from nicegui import ui
 from starlette.responses import RedirectResponse, Response
 
 from core.errors import CoreError
-from core.services import Services
 from ui.layout import frame
 from ui.session import client_address, current_state, safe_next, take_login_error
 from ui.sign_in import hand_over
+from wiring.services import Services
 
 
 def register(services: Services) -> None:

@@ -18,10 +18,10 @@ from starlette.responses import Response
 from core.auth.members import MemberInfo
 from core.context import Role, TenantContext
 from core.errors import CoreError
-from core.services import Services
 from ui.dialogs import confirm
 from ui.layout import frame
 from ui.session import current_context, page_context
+from wiring.services import Services
 
 
 def assignable_roles(ctx: TenantContext) -> dict[str, str]:

@@ -21,10 +21,10 @@ from core.errors import CoreError
 from core.llm.local import MODEL_NAME as LOCAL_MODEL
 from core.llm.types import ProviderKind
 from core.providers import KIND_LABELS, LOCAL_NOTE, ProviderFields, ProviderInput, ProviderView, parse_input
-from core.services import Services
 from ui.dialogs import confirm
 from ui.layout import frame
 from ui.session import current_context, page_context
+from wiring.services import Services
 
 Need = Literal["required", "optional", "none"]
 

@@ -8,10 +8,10 @@ from nicegui import ui
 from starlette.responses import RedirectResponse, Response
 
 from core.errors import CoreError
-from core.services import Services
 from ui.layout import frame
 from ui.session import DEFAULT_LANDING, current_state
 from ui.sign_in import hand_over
+from wiring.services import Services
 
 
 def suggest_slug(name: str) -> str:

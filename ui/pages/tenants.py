@@ -10,10 +10,10 @@ from starlette.responses import Response
 from core.auth.sessions import SessionState
 from core.context import Role
 from core.errors import CoreError
-from core.services import Services
 from ui.layout import frame
 from ui.pages.signup import suggest_slug
 from ui.session import current_context, current_state, login_url, page_state, session_id
+from wiring.services import Services
 
 
 def register(services: Services) -> None:

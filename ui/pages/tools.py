@@ -17,11 +17,11 @@ from starlette.responses import Response
 
 from core.context import Role, TenantContext
 from core.errors import CoreError, InvalidInput, NotFound
-from core.services import Services
 from core.tools import SandboxStatus, ToolKind, ToolRunReport, ToolSpec, ToolView, starter_spec
 from ui.dialogs import confirm
 from ui.layout import frame
 from ui.session import current_context, page_context
+from wiring.services import Services
 
 Language = Literal["Python", "Shell"]  # CodeMirror's names for the two tool kinds
 LANGUAGES: dict[str, Language] = {"python": "Python", "command": "Shell"}

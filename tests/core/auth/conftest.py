@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from core.auth.directory import MembershipInfo
 from core.context import Role, TenantContext
-from core.services import Services
 from tests.api.conftest import PASSWORD, services
+from wiring.services import Services
 
 __all__ = ["services"]  # migrated services on each database, the API tests' fixture
 

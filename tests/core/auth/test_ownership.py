@@ -11,9 +11,9 @@ from sqlalchemy.exc import IntegrityError
 
 from core.context import Role
 from core.errors import Conflict
-from core.services import Services
 from db.models.control import Membership, User
 from tests.core.auth.conftest import add_member, owner_of
+from wiring.services import Services
 
 
 async def owners(services: Services, tenant_id: uuid.UUID) -> list[uuid.UUID]:

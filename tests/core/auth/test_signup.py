@@ -11,11 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.context import Role
 from core.errors import AuthenticationFailed, Conflict, InvalidInput
-from core.services import Services
 from core.tenants import TenantInfo
 from db.models.control import Membership, Tenant, User
 from tests.api.conftest import PASSWORD
 from tests.core.auth.conftest import owner_of
+from wiring.services import Services
 
 
 async def count(services: Services, model: type) -> int:

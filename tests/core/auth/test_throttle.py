@@ -6,9 +6,9 @@ import pytest
 
 from core.auth.throttle import AttemptLog, LoginThrottle
 from core.errors import AuthenticationFailed, RateLimited
-from core.services import Services
 from tests.api.conftest import PASSWORD
 from tests.core.auth.conftest import owner_of
+from wiring.services import Services
 
 OWNER = "owner@acme.example"
 

@@ -7,7 +7,9 @@ import pytest
 from core.llm.ssrf import EndpointGuard
 from core.llm.types import UnsafeEndpoint
 from core.llm.wiring import build_llm
+from core.ratelimit import MemoryRateLimiter
 from core.settings import AppSettings
+from core.usage import DatabaseUsageStore
 from db.database import Database
 
 
@@ -38,7 +40,8 @@ async def test_the_operator_names_trusted_private_hosts_in_settings(
     monkeypatch.setenv("LLM_ALLOW_PRIVATE_ENDPOINTS", "false")
     monkeypatch.setenv("LLM_ALLOWED_PRIVATE_HOSTS", "vllm.internal:8000, 127.0.0.1:8000")
     settings = AppSettings.load()
-    stack = build_llm(settings, Database(settings.database_url, data_dir=settings.data_dir))
+    db = Database(settings.database_url, data_dir=settings.data_dir)
+    stack = build_llm(settings, db, usage=DatabaseUsageStore(db), limiter=MemoryRateLimiter())
     guard = stack.llm._guard
     await guard.check("http://127.0.0.1:8000/v1")
     with pytest.raises(UnsafeEndpoint):
