@@ -6,6 +6,9 @@ from fastapi import FastAPI
 
 from api import api_keys, auth, docs, health, members, tenants
 from api.errors import install_error_handlers
+from api.executions import router as executions_router
+from api.flows import router as flows_router
+from api.flows import types_router
 from api.limits import BodyLimit, api_body_limits
 from api.providers import router as providers_router
 from api.tools import router as tools_router
@@ -29,4 +32,7 @@ def install_api(app: FastAPI, services: Services) -> None:
     app.include_router(api_keys.router)
     app.include_router(tools_router)
     app.include_router(providers_router)
+    app.include_router(flows_router)
+    app.include_router(types_router)
+    app.include_router(executions_router)
     app.include_router(docs.router)

@@ -30,6 +30,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from core import errors
+from executor.errors import ExecutorError, FlowInvalid, FlowProblem, UnknownNodeType
 
 API_PREFIX = "/api/"
 
@@ -53,15 +54,18 @@ class ProblemOut(BaseModel):
         "`header.<name>`; `body` for the body as a whole."
     )
     message: str = Field(description="What is wrong with it (never the submitted value).")
+    node_id: str | None = Field(
+        default=None, description="For problems of a flow document: the node they concern (null: the whole flow)."
+    )
 
 
 class ErrorBody(BaseModel):
     """The body of every error answer."""
 
     error: str = Field(
-        description="The kind of error: InvalidInput, NotFound, Conflict, PermissionDenied, AuthenticationFailed, "
-        "RateLimited, BackendUnavailable (or one of their kinds, e.g. SandboxUnavailableError), BadRequest, "
-        "MethodNotAllowed, ContentTooLarge, InternalError."
+        description="The kind of error: InvalidInput, FlowInvalid, NotFound, Conflict, PermissionDenied, "
+        "AuthenticationFailed, RateLimited, BackendUnavailable (or one of their kinds, e.g. "
+        "SandboxUnavailableError), BadRequest, MethodNotAllowed, ContentTooLarge, InternalError."
     )
     detail: str = Field(description="What was wrong and what to do, in one sentence for people.")
     problems: list[ProblemOut] = Field(
@@ -99,12 +103,14 @@ def error_response(
     status: int,
     kind: str,
     detail: str,
-    problems: Iterable[errors.Problem] = (),
+    problems: Iterable[errors.Problem | FlowProblem] = (),
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     """An `ErrorBody` answer."""
     body = ErrorBody(
-        error=kind, detail=detail, problems=[ProblemOut(field=p.field, message=p.message) for p in problems]
+        error=kind,
+        detail=detail,
+        problems=[ProblemOut(field=p.field, message=p.message, node_id=getattr(p, "node_id", None)) for p in problems],
     )
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
@@ -119,6 +125,16 @@ async def _core_error(_request: Request, exc: Exception) -> Response:
         headers["WWW-Authenticate"] = "Bearer"
     problems = exc.problems if isinstance(exc, errors.InvalidInput) else []
     return error_response(status, type(exc).__name__, str(exc), problems, headers)
+
+
+async def _executor_error(_request: Request, exc: Exception) -> Response:
+    """A flow that does not validate (or names an unknown node type) is the caller's to fix: 422."""
+    assert isinstance(exc, ExecutorError)
+    if isinstance(exc, FlowInvalid):
+        return error_response(422, "FlowInvalid", str(exc), exc.problems)
+    if isinstance(exc, UnknownNodeType):
+        return error_response(422, "UnknownNodeType", str(exc))
+    return error_response(500, "InternalError", "the flow engine failed; the server log has the details")
 
 
 def validation_problems(exc: RequestValidationError) -> list[errors.Problem]:
@@ -208,6 +224,7 @@ def install_error_handlers(app: FastAPI) -> None:
     """Answer every error under `/api/` with an `ErrorBody`; keep handlers already installed for other paths."""
     app.add_exception_handler(Exception, _server_error(app.exception_handlers.get(Exception)))
     app.add_exception_handler(errors.CoreError, _core_error)
+    app.add_exception_handler(ExecutorError, _executor_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     # NiceGUI installs HTML pages for some status codes (404); Starlette looks handlers up by
     # status code before class, so the API's codes get a handler of their own that passes

@@ -8,6 +8,7 @@ the key (`sk-...9f2c`), never the key: the decrypted key exists only in the
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -175,12 +176,29 @@ def parse_input(model: type[_M], data: dict[str, Any]) -> _M:
 
 
 class ProviderService:
-    """Provider records of a tenant; also the `ProviderResolver` of `LLMService`."""
+    """Provider records of a tenant; also the `ProviderResolver` of `LLMService`.
 
-    def __init__(self, db: Database, vault: CredentialVault, guard: EndpointGuard) -> None:
+    Resolved providers (key decrypted) and each tenant's default are cached for `cache_ttl_s`
+    so an LLM call does not read and decrypt on every request. A change made through this
+    service drops the tenant's entries at once; a change made by another app replica is
+    seen after at most `cache_ttl_s`.
+    """
+
+    def __init__(
+        self, db: Database, vault: CredentialVault, guard: EndpointGuard, *, cache_ttl_s: float = 10.0
+    ) -> None:
         self._db = db
         self._vault = vault
         self._guard = guard
+        self._ttl = cache_ttl_s
+        self._resolved: dict[tuple[uuid.UUID, uuid.UUID], tuple[float, ResolvedProvider]] = {}
+        self._defaults: dict[uuid.UUID, tuple[float, uuid.UUID]] = {}
+
+    def forget(self, tenant_id: uuid.UUID) -> None:
+        """Drop what is cached for a tenant (after its providers changed)."""
+        self._defaults.pop(tenant_id, None)
+        for key in [key for key in self._resolved if key[0] == tenant_id]:
+            del self._resolved[key]
 
     async def list(self, ctx: TenantContext) -> list[ProviderView]:
         """Every provider of the tenant, by name (any member)."""
@@ -201,6 +219,7 @@ class ProviderService:
             await self._apply(ctx, session, row, data)
             session.add(row)
             await self._commit(session, row.name)
+            self.forget(ctx.tenant_id)
             return _view(row)
 
     async def update(self, ctx: TenantContext, provider_id: uuid.UUID, data: ProviderFields) -> ProviderView:
@@ -212,6 +231,7 @@ class ProviderService:
                 row.name = data.name.strip()
             await self._apply(ctx, session, row, data)
             await self._commit(session, row.name)
+            self.forget(ctx.tenant_id)
             return _view(row)
 
     async def set_enabled(self, ctx: TenantContext, provider_id: uuid.UUID, enabled: bool) -> ProviderView:
@@ -225,11 +245,23 @@ class ProviderService:
             row = await self._row(session, provider_id)
             await session.delete(row)
             await session.commit()
+        self.forget(ctx.tenant_id)
 
     # -- the LLM path ------------------------------------------------------------------
 
     async def resolve(self, ctx: TenantContext, provider_id: uuid.UUID) -> ResolvedProvider:
-        """The provider with its key decrypted, for `LLMService` only (never shown)."""
+        """The provider with its key decrypted, for `LLMService` only (never shown); cached, see the class."""
+        key = (ctx.tenant_id, provider_id)
+        cached = self._resolved.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        resolved = await self._resolve(ctx, provider_id)
+        if len(self._resolved) > 10_000:
+            self._resolved.clear()
+        self._resolved[key] = (time.monotonic() + self._ttl, resolved)
+        return resolved
+
+    async def _resolve(self, ctx: TenantContext, provider_id: uuid.UUID) -> ResolvedProvider:
         async with self._db.tenant_session(ctx.tenant_slug) as session:
             row = await self._row(session, provider_id)
         api_key = None
@@ -251,13 +283,17 @@ class ProviderService:
         )
 
     async def default_provider_id(self, ctx: TenantContext) -> uuid.UUID:
-        """The tenant's oldest enabled provider (the bundled local model on a new tenant)."""
+        """The tenant's oldest enabled provider (the bundled local model on a new tenant); cached."""
+        cached = self._defaults.get(ctx.tenant_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
         async with self._db.tenant_session(ctx.tenant_slug) as session:
             found = await session.scalar(
                 select(Provider.id).where(Provider.enabled.is_(True)).order_by(Provider.created_at, Provider.name)
             )
         if found is None:
             raise NotFound("this tenant has no enabled LLM provider; add one on the Providers page")
+        self._defaults[ctx.tenant_id] = (time.monotonic() + self._ttl, found)
         return found
 
     # -- helpers -----------------------------------------------------------------------

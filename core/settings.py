@@ -185,6 +185,15 @@ class MailSettings(EnvSettings):
         return self
 
 
+class ExecutorSettings(EnvSettings):
+    """The flow engine: how many nodes run at once, per execution and per tenant (in each app process)."""
+
+    model_config = SettingsConfigDict(env_prefix="EXECUTOR_")
+
+    max_concurrency: int = Field(default=8, ge=1, le=256)
+    tenant_concurrency: int = Field(default=32, ge=1, le=4096)
+
+
 class AppSettings(EnvSettings):
     """Every setting of the application, from the environment (and `.env`)."""
 
@@ -209,6 +218,7 @@ class AppSettings(EnvSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     oidc: OIDCSettings = Field(default_factory=OIDCSettings)
     mail: MailSettings = Field(default_factory=MailSettings)
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
 
     @model_validator(mode="after")
     def _refuse_weak_secrets(self) -> AppSettings:

@@ -4,6 +4,13 @@
 `usage_records` in each tenant's schema or file) and `MongoUsageStore` (PyMongo's
 `AsyncMongoClient`, one collection indexed for per-tenant/day queries) implement it.
 Records never carry secrets: the error text is scrubbed before it gets here.
+
+Between `start()` and `close()`, `DatabaseUsageStore.record` does not wait for a commit:
+it queues the record for a `core.journal.BatchWriter`, which inserts what accumulated in
+one transaction per tenant (group commit). Its readers flush first, so they see every
+record queued before they asked. Records still queued when the process dies are lost;
+`close` writes what is left. A store that was never started writes each record at once,
+so nothing is left running behind a caller that never closes it.
 """
 
 from __future__ import annotations
@@ -13,8 +20,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
+from core.journal import DEFAULT_MAX_BATCH, BatchWriter
 from db.database import Database
 from db.models import UsageRecord
 
@@ -81,39 +89,61 @@ def _aware(ts: datetime) -> datetime:
 
 
 class DatabaseUsageStore:
-    """Usage in the `usage_records` table of each tenant (the embedded default)."""
+    """Usage in the `usage_records` table of each tenant (the embedded default), written in batches."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         self._db = db
+        self._writer: BatchWriter[UsageEntry] = BatchWriter(self._write, name="usage", max_batch=max_batch)
+        self._batching = False
 
     async def start(self) -> None:
-        """Nothing to prepare: migrations create the table."""
+        """Write in batches from now on (migrations create the table)."""
+        self._writer.start()
+        self._batching = True
 
     async def close(self) -> None:
-        """Nothing to release: the database is closed by its owner."""
+        """Write what is still queued (for a bounded time); the database is closed by its owner."""
+        self._batching = False
+        await self._writer.aclose()
+
+    async def flush(self) -> None:
+        """Return once every record queued before the call is stored."""
+        await self._writer.flush()
 
     async def record(self, entry: UsageEntry) -> None:
-        row = UsageRecord(
-            ts=entry.ts,
-            user_id=entry.user_id,
-            execution_id=entry.execution_id,
-            node_id=entry.node_id,
-            provider_id=entry.provider_id,
-            provider_kind=entry.provider_kind,
-            provider_name=entry.provider_name,
-            model=entry.model,
-            prompt_tokens=entry.prompt_tokens,
-            completion_tokens=entry.completion_tokens,
-            cost_usd=entry.cost_usd,
-            latency_ms=entry.latency_ms,
-            outcome=entry.outcome,
-            error=entry.error,
-        )
-        async with self._db.tenant_session(entry.tenant) as session:
-            session.add(row)
+        """Queue one record for the next batch (or, before `start`, write it at once)."""
+        if self._batching:
+            self._writer.put(entry.tenant, entry)
+        else:
+            await self._write(entry.tenant, [entry])
+
+    async def _write(self, tenant: str, entries: list[UsageEntry]) -> None:
+        rows = [
+            {
+                "id": uuid.uuid4(),
+                "ts": entry.ts,
+                "user_id": entry.user_id,
+                "execution_id": entry.execution_id,
+                "node_id": entry.node_id,
+                "provider_id": entry.provider_id,
+                "provider_kind": entry.provider_kind,
+                "provider_name": entry.provider_name,
+                "model": entry.model,
+                "prompt_tokens": entry.prompt_tokens,
+                "completion_tokens": entry.completion_tokens,
+                "cost_usd": entry.cost_usd,
+                "latency_ms": entry.latency_ms,
+                "outcome": entry.outcome,
+                "error": entry.error,
+            }
+            for entry in entries
+        ]
+        async with self._db.tenant_session(tenant) as session:
+            await session.execute(insert(UsageRecord), rows)
             await session.commit()
 
     async def recent(self, tenant: str, limit: int = 50) -> list[UsageEntry]:
+        await self._writer.flush()
         async with self._db.tenant_session(tenant) as session:
             rows = await session.scalars(select(UsageRecord).order_by(UsageRecord.ts.desc()).limit(limit))
             return [
@@ -145,6 +175,7 @@ class DatabaseUsageStore:
             func.coalesce(func.sum(UsageRecord.completion_tokens), 0),
             func.coalesce(func.sum(UsageRecord.cost_usd), 0.0),
         ).where(UsageRecord.ts >= start, UsageRecord.ts < end)
+        await self._writer.flush()
         async with self._db.tenant_session(tenant) as session:
             count, prompt, completion, cost = (await session.execute(query)).one()
         return UsageTotals(int(count), int(prompt), int(completion), float(cost or 0.0))

@@ -88,7 +88,20 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No CrewCanvas settings inherited from the shell; `data_dir` in a temporary folder."""
     for name in list(os.environ):
         if name.startswith(
-            ("APP_", "DB_", "REDIS_", "MONGODB_", "SANDBOX_", "LLM_", "SECURITY_", "AUTH_", "OIDC_", "SMTP_", "TOOLS_")
+            (
+                "APP_",
+                "DB_",
+                "REDIS_",
+                "MONGODB_",
+                "SANDBOX_",
+                "LLM_",
+                "SECURITY_",
+                "AUTH_",
+                "OIDC_",
+                "SMTP_",
+                "TOOLS_",
+                "EXECUTOR_",
+            )
         ) or name in {
             "DATABASE_URL",
             "MASTER_KEYS",

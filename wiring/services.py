@@ -8,12 +8,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.auth.identity import Identity, build_identity
+from core.executions import ExecutionStore
+from core.flow_store import FlowStore
+from core.journal import Journal
 from core.llm.wiring import LLMStack, build_llm
 from core.settings import AppSettings
 from core.tenants import TenantService
 from core.tools import ToolService, ToolSettings
 from db.database import Database, private_dir
 from db.migrate import migrate_all
+from executor.catalog import CatalogSource
+from executor.flows import FlowService
+from executor.registry import Registry, load_registry
+from executor.service import ExecutionService
 from wiring.backends import Backends
 
 log = logging.getLogger(__name__)
@@ -30,6 +37,10 @@ class Services:
     identity: Identity
     tools: ToolService
     llm_stack: LLMStack
+    registry: Registry
+    journal: Journal
+    flows: FlowService
+    executions: ExecutionService
     described: dict[str, str] = field(default_factory=dict)
 
     async def start(self) -> None:
@@ -38,10 +49,16 @@ class Services:
         log.info("migrated control plane and %d tenant(s)", len(report.migrated))
         await self.backends.start()
         await self.llm_stack.start()
+        await self.journal.start()
+        await self.executions.start()
+        # Runs a dead process left `running` cannot go on: say so, keeping their events and node runs.
+        await self.executions.recover([tenant.slug for tenant in await self.tenants.list()])
 
     async def aclose(self) -> None:
-        """Close every service, then the backends they share, then the database."""
+        """Close every service (runs still going become `interrupted`), then the backends, then the database."""
         try:
+            await self.executions.aclose()
+            await self.journal.aclose()
             await self.llm_stack.aclose()
         finally:
             try:
@@ -80,6 +97,23 @@ def build_services(settings: AppSettings) -> Services:
         unsafe=backends.sandbox_unsafe,
         max_concurrent_runs=tool_settings.max_concurrent_runs,
     )
+    llm_stack = build_llm(settings, db, usage=backends.usage, limiter=backends.limiter)
+    registry = load_registry()
+    flow_store = FlowStore(db)
+    journal = Journal(db, backends.bus.publish)
+    catalog = CatalogSource(llm_stack.providers, tools, flow_store)
+    executions = ExecutionService(
+        flows=flow_store,
+        store=ExecutionStore(db),
+        journal=journal,
+        bus=backends.bus,
+        registry=registry,
+        catalog=catalog,
+        llm=llm_stack.llm,
+        tools=tools,
+        max_concurrency=settings.executor.max_concurrency,
+        tenant_concurrency=settings.executor.tenant_concurrency,
+    )
     return Services(
         settings=settings,
         db=db,
@@ -87,6 +121,10 @@ def build_services(settings: AppSettings) -> Services:
         tenants=tenants,
         identity=build_identity(settings, db, tenants, attempt_log=backends.attempt_log),
         tools=tools,
-        llm_stack=build_llm(settings, db, usage=backends.usage, limiter=backends.limiter),
+        llm_stack=llm_stack,
+        registry=registry,
+        journal=journal,
+        flows=FlowService(flow_store, registry, catalog),
+        executions=executions,
         described=Backends.describe(settings),
     )

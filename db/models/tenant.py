@@ -133,6 +133,8 @@ class FlowVersion(IdMixin, TenantBase):
     flow_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("flows.id", ondelete="CASCADE"), index=True)
     version: Mapped[int] = mapped_column(Integer)
     document: Mapped[JsonDict] = mapped_column(JSON)
+    # A note saved with the version, such as "restored from v3".
+    message: Mapped[str] = mapped_column(String(500), default="", server_default="")
     created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -142,17 +144,29 @@ class Execution(IdMixin, TimestampMixin, TenantBase):
 
     __tablename__ = "executions"
 
+    flow_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("flows.id", ondelete="CASCADE"), nullable=True, index=True
+    )
     flow_version_id: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("flow_versions.id", ondelete="SET NULL"), nullable=True, index=True
     )
-    # pending | running | completed | failed | cancelled | interrupted
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # pending | running | waiting | completed | failed | cancelled | interrupted
     status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
     inputs: Mapped[JsonDict] = mapped_column(JSON, default=dict)
     outputs: Mapped[JsonDict] = mapped_column(JSON, default=dict)
+    options: Mapped[JsonDict] = mapped_column(JSON, default=dict, server_default="{}")
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     started_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Indexed: the run list pages newest first on it.
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # A subflow's run points at the run and node that started it (no foreign key: the parent
+    # may be deleted while the child's history is still worth keeping).
+    parent_execution_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    parent_node_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    # The highest event `seq` stored, kept by the journal in the transaction that writes events.
+    last_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ExecutionEvent(IdMixin, TenantBase):
@@ -167,6 +181,31 @@ class ExecutionEvent(IdMixin, TenantBase):
     type: Mapped[str] = mapped_column(String(40))
     node_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
     data: Mapped[JsonDict] = mapped_column(JSON, default=dict)
+
+
+class NodeRun(IdMixin, TenantBase):
+    """One node's run inside an execution: resolved inputs, output or error, attempts, timings, tokens."""
+
+    __tablename__ = "node_runs"
+    # The unique constraint leads with execution_id, so it is also the index for "runs of one execution".
+    __table_args__ = (UniqueConstraint("execution_id", "node_id"),)
+
+    execution_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("executions.id", ondelete="CASCADE"))
+    node_id: Mapped[str] = mapped_column(String(100))
+    node_type: Mapped[str] = mapped_column(String(40))
+    # pending | running | completed | failed | skipped | cancelled | interrupted | waiting
+    status: Mapped[str] = mapped_column(String(20))
+    inputs: Mapped[JsonDict] = mapped_column(JSON, default=dict)
+    output: Mapped[Any] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Debugging marks set later (pinned, overridden).
+    flags: Mapped[JsonDict] = mapped_column(JSON, default=dict)
 
 
 class ChatSession(IdMixin, TimestampMixin, TenantBase):

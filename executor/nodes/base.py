@@ -112,6 +112,7 @@ class NodeContext:
     services: NodeServices
     emit: Callable[[str, dict[str, Any]], None]  # extra events under this node (e.g. "token")
     render: Callable[[str], str]  # a template against `scope`
+    render_value: Callable[[Any], Any]  # every template inside a JSON value; "{{ x }}" alone keeps x's type
     evaluate: Callable[[str], Any]  # a CEL expression against `scope`
     usage: NodeUsage = field(default_factory=NodeUsage)
 
@@ -149,6 +150,10 @@ class NodeType(ABC, Generic[D]):
     def references(self, data: D) -> list[tuple[ReferenceKind, str, str]]:
         """Saved things the node uses, as (kind, id, field): checked against the `Catalog`."""
         return []
+
+    def result_key(self, data: D) -> str | None:
+        """The key under which this node's output becomes one of the execution's outputs (None: it does not)."""
+        return None
 
     def check(self, data: D, catalog: Catalog) -> list[tuple[str, str]]:
         """Type-specific problems as (field, message), beyond what the model and the hooks above catch."""

@@ -71,6 +71,7 @@ def test_every_area_reads_dot_env_in_the_working_directory(clean_env: Path) -> N
         "SMTP_FROM=noreply@example.com\n"
         "SECRET_KEY=" + STRONG + "\n"
         "TOOLS_MAX_CONCURRENT_RUNS=3\n"
+        "EXECUTOR_MAX_CONCURRENCY=5\n"
     )
     settings = AppSettings.load()
     assert settings.db.url == "postgresql+asyncpg://u:pw@db.example/cc"
@@ -86,6 +87,7 @@ def test_every_area_reads_dot_env_in_the_working_directory(clean_env: Path) -> N
     assert settings.mail.sender == "noreply@example.com"
     assert settings.security.secret_key.get_secret_value() == STRONG
     assert ToolSettings().max_concurrent_runs == 3
+    assert settings.executor.max_concurrency == 5
     assert Backends.describe(settings)["database"] == "postgresql"
 
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
-from sqlalchemy import text
+from alembic import command
+from sqlalchemy import func, select, text
 
 from core.tenants import TenantService
 from db.database import Database
 from db.errors import MigrationFailed
-from db.migrate import head_revision, migrate_all, tenant_revision
+from db.migrate import _config, head_revision, migrate_all, tenant_revision, upgrade_tenant
 from db.models import Tenant
+from db.models.tenant import Execution, ExecutionEvent, NodeRun
 
 
 async def register_without_storage(db: Database, slug: str) -> None:
@@ -59,3 +63,41 @@ async def test_migrate_all_is_idempotent(db: Database) -> None:
     await migrate_all(db)
     await migrate_all(db)
     assert await tenant_revision(db, "steady") == head_revision("tenant")
+
+
+async def test_flow_engine_migration_keeps_existing_runs_and_events(db: Database) -> None:
+    """t0003 adds columns to `executions` in place: the runs and events stored before it survive."""
+    await db.create_tenant_storage("before")
+    engine = await db.tenant_engine("before")
+    schema = '"tenant_before".' if db.is_postgres else ""
+    async with engine.begin() as conn:
+        await conn.run_sync(
+            lambda sync: command.upgrade(_config("tenant", sync, "tenant_before" if db.is_postgres else None), "t0002")
+        )
+    execution_id, event_id = uuid.uuid4(), uuid.uuid4()
+    ids = {"e": str(execution_id), "v": str(event_id)} if db.is_postgres else {"e": execution_id.hex, "v": event_id.hex}
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                f"INSERT INTO {schema}executions (id, status, inputs, outputs, created_at, updated_at) "
+                "VALUES (:e, 'completed', '{}', '{}', '2026-11-30 10:00:00+00', '2026-11-30 10:00:00+00')"
+            ),
+            ids,
+        )
+        await conn.execute(
+            text(
+                f"INSERT INTO {schema}execution_events (id, execution_id, seq, ts, type, data) "
+                "VALUES (:v, :e, 1, '2026-11-30 10:00:00+00', 'execution_completed', '{}')"
+            ),
+            ids,
+        )
+
+    await upgrade_tenant(db, "before")
+
+    assert await tenant_revision(db, "before") == head_revision("tenant")
+    async with db.tenant_session("before") as session:
+        execution = await session.get(Execution, execution_id)
+        assert execution is not None
+        assert (execution.last_seq, execution.options, execution.flow_id) == (0, {}, None)
+        assert await session.scalar(select(func.count()).select_from(ExecutionEvent)) == 1
+        assert await session.scalar(select(func.count()).select_from(NodeRun)) == 0
