@@ -71,8 +71,18 @@ pytest: deps sysdeps services
 
 test: lint pytest
 
-bench: deps services
-	@for b in bench/*.py; do echo "==> $$b"; $(BIN)/python $$b || exit 1; done
+# The engine bench's peers (LangGraph, CrewAI) live in their own venv, apart from the app's lock.
+BENCH_VENV := .bench-venv
+
+$(STAMPS)/bench-venv: bench/requirements-peers.txt
+	@echo "==> installing the engine bench's peers into $(BENCH_VENV)/"
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements-peers.txt
+	@mkdir -p $(STAMPS) && touch $@
+
+# bench/_*.py are helpers the benches start themselves (in another venv), not benches.
+bench: deps services $(STAMPS)/bench-venv
+	@for b in bench/[!_]*.py; do echo "==> $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .tools $(STAMPS) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) .tools $(STAMPS) .mypy_cache .ruff_cache .pytest_cache

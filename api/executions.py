@@ -19,6 +19,9 @@ from api.sse import event_stream
 
 router = APIRouter(prefix="/api/executions", tags=["executions"], responses=responses(*IN_TENANT))
 
+#: Event seqs are INTEGER columns: a larger number must be a 422, not a database error.
+MAX_SEQ = 2**31 - 1
+
 Status = Literal["running", "waiting", "completed", "failed", "cancelled", "interrupted"]
 
 
@@ -58,7 +61,7 @@ async def list_events(
     execution_id: uuid.UUID,
     ctx: CurrentContext,
     services: ServicesDep,
-    after: int = Query(default=0, ge=0, description="Only events with a greater seq."),
+    after: int = Query(default=0, ge=0, le=MAX_SEQ, description="Only events with a greater seq."),
     limit: int = Query(default=500, ge=1, le=1000),
 ) -> list[dict[str, Any]]:
     await services.executions.get(ctx, execution_id)  # 404 for an id that is not this tenant's
@@ -76,9 +79,9 @@ async def stream_execution(
     execution_id: uuid.UUID,
     ctx: CurrentContext,
     services: ServicesDep,
-    after: int | None = Query(default=None, ge=0, description="Replay events after this seq."),
+    after: int | None = Query(default=None, ge=0, le=MAX_SEQ, description="Replay events after this seq."),
     snapshot: bool = Query(default=False, description="First send every node's current state as one event."),
-    last_event_id: Annotated[str | None, Header(pattern=r"^\d{1,12}$")] = None,
+    last_event_id: Annotated[str | None, Header(pattern=r"^\d{1,9}$")] = None,  # below MAX_SEQ
 ) -> StreamingResponse:
     await services.executions.get(ctx, execution_id)  # 404 before the stream starts
     resume = after if after is not None else int(last_event_id) if last_event_id else 0

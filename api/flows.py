@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +26,10 @@ from executor.flows import SavedVersion
 
 router = APIRouter(prefix="/api/flows", tags=["flows"], responses=responses(*IN_TENANT))
 types_router = APIRouter(prefix="/api/node-types", tags=["flows"], responses=responses(*IN_TENANT))
+
+#: Version numbers are INTEGER columns: a larger number must be a 422, not a database error.
+MAX_VERSION = 2**31 - 1
+VersionNumber = Annotated[int, Path(ge=1, le=MAX_VERSION)]
 
 
 class ProblemView(BaseModel):
@@ -106,7 +110,9 @@ class StartRun(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     inputs: JsonObject = Field(default_factory=dict, description="Values for the flow's declared inputs.")
-    version: int | None = Field(default=None, ge=1, description="The version to run; the latest when left out.")
+    version: int | None = Field(
+        default=None, ge=1, le=MAX_VERSION, description="The version to run; the latest when left out."
+    )
 
 
 class RunAndWait(StartRun):
@@ -231,7 +237,9 @@ async def save_version(flow_id: uuid.UUID, body: SaveVersion, ctx: CurrentContex
 
 
 @router.get("/{flow_id}/versions/{version}", summary="One version with its document (viewer)")
-async def get_version(flow_id: uuid.UUID, version: int, ctx: CurrentContext, services: ServicesDep) -> VersionView:
+async def get_version(
+    flow_id: uuid.UUID, version: VersionNumber, ctx: CurrentContext, services: ServicesDep
+) -> VersionView:
     return _version(await services.flows.version(ctx, flow_id, version), with_document=True)
 
 
@@ -240,7 +248,9 @@ async def get_version(flow_id: uuid.UUID, version: int, ctx: CurrentContext, ser
     status_code=status.HTTP_201_CREATED,
     summary="Make an earlier version the latest, as a new version (editor)",
 )
-async def restore_version(flow_id: uuid.UUID, version: int, ctx: CurrentContext, services: ServicesDep) -> SavedView:
+async def restore_version(
+    flow_id: uuid.UUID, version: VersionNumber, ctx: CurrentContext, services: ServicesDep
+) -> SavedView:
     return _saved(await services.flows.restore(ctx, flow_id, version))
 
 
@@ -249,15 +259,20 @@ async def diff_versions(
     flow_id: uuid.UUID,
     ctx: CurrentContext,
     services: ServicesDep,
-    from_version: int = Query(alias="from", ge=1),
-    to_version: int | None = Query(default=None, alias="to", ge=1, description="The latest when left out."),
+    from_version: int = Query(alias="from", ge=1, le=MAX_VERSION),
+    to_version: int | None = Query(
+        default=None, alias="to", ge=1, le=MAX_VERSION, description="The latest when left out."
+    ),
 ) -> dict[str, Any]:
     return await services.flows.diff(ctx, flow_id, from_version, to_version)
 
 
 @router.get("/{flow_id}/export", summary="The flow as a file, with the names of what it refers to (viewer)")
 async def export_flow(
-    flow_id: uuid.UUID, ctx: CurrentContext, services: ServicesDep, version: int | None = Query(default=None, ge=1)
+    flow_id: uuid.UUID,
+    ctx: CurrentContext,
+    services: ServicesDep,
+    version: int | None = Query(default=None, ge=1, le=MAX_VERSION),
 ) -> dict[str, Any]:
     return await services.flows.export(ctx, flow_id, version)
 

@@ -168,11 +168,10 @@ class MemoryEventBus:
         self._channels.clear()
 
     async def publish(self, channel: str, message: dict[str, Any]) -> None:
-        payload = _encode(message)
-        # Each subscriber decodes its own copy, as over Redis: one consumer mutating a
-        # message, or the publisher reusing its dict, cannot change what others read.
+        # Handed over as it is, never copied or encoded: publishing is on the engine's hot path,
+        # and in-process subscribers treat messages as read-only (as every reader here does).
         for inbox in self._channels.get(channel, ()):
-            inbox.put(json.loads(payload))
+            inbox.put(message)
 
     def subscribe(self, channel: str) -> Subscription:
         return _MemorySubscription(self, channel)

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -51,11 +52,17 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
+@functools.lru_cache(maxsize=4096)
+def _id_text(value: uuid.UUID) -> str:
+    """An execution id as text, remembered: every event of a run spells the same id."""
+    return str(value)
+
+
 def _str(value: uuid.UUID | None) -> str | None:
     return str(value) if value is not None else None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made twice per node on the engine's hot path, and never changed
 class EventRecord:
     """One event of an execution; `seq` is gap-free per execution, assigned by the engine."""
 
@@ -69,7 +76,7 @@ class EventRecord:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: ids as text, `ts` in ISO 8601."""
         return {
-            "execution_id": str(self.execution_id),
+            "execution_id": _id_text(self.execution_id),
             "seq": self.seq,
             "ts": self.ts.isoformat(),
             "type": self.type,
@@ -78,7 +85,7 @@ class EventRecord:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, for the same reason as `EventRecord`
 class NodeRunRecord:
     """One node's run in an execution: its resolved inputs, output or error, attempts, timings, tokens."""
 
@@ -237,6 +244,7 @@ class ExecutionStore:
         options: dict[str, Any],
         parent_execution_id: uuid.UUID | None = None,
         parent_node_id: str | None = None,
+        runner_id: uuid.UUID | None = None,
     ) -> ExecutionRecord:
         """Store a new execution, `running` from now, started by the caller."""
         ctx.require(Role.EDITOR, "run flows")
@@ -257,6 +265,7 @@ class ExecutionStore:
             parent_execution_id=parent_execution_id,
             parent_node_id=parent_node_id,
             last_seq=0,
+            runner_id=runner_id,
         )
         async with self._db.tenant_session(ctx.tenant_slug) as session:
             session.add(row)
@@ -365,19 +374,21 @@ class ExecutionStore:
         values: dict[str, Any] = {"status": status, "finished_at": None, "error": None, "updated_at": utcnow()}
         await self._update(tenant_slug, execution_id, values)
 
-    async def mark_interrupted(self, tenant_slugs: Iterable[str]) -> int:
-        """Start-up sweep: every `running`/`pending` run in these tenants becomes `interrupted`.
+    async def mark_interrupted(self, tenant_slugs: Iterable[str], *, live_runners: Collection[uuid.UUID] = ()) -> int:
+        """Sweep: every `running`/`pending` run in these tenants whose runner is not live becomes `interrupted`.
 
-        Their `running`/`pending` node runs become `interrupted` too; events and node runs
-        are kept, and each run gets a final `execution_interrupted` event. Returns how many
-        runs were interrupted. A tenant whose storage is missing or broken is skipped and logged.
+        `live_runners` are the app instances still heartbeating (`core.instances`); with none
+        given, every running run counts as dead (one process, at its own start). Their
+        `running`/`pending` node runs become `interrupted` too; events and node runs are kept,
+        and each run gets a final `execution_interrupted` event. Returns how many runs were
+        interrupted. A tenant whose storage is missing or broken is skipped and logged.
         """
         slots = asyncio.Semaphore(_SWEEP_CONCURRENCY)
 
         async def one(slug: str) -> int:
             async with slots:
                 try:
-                    return await self._interrupt_tenant(slug)
+                    return await self._interrupt_tenant(slug, live_runners)
                 except (TenantStorageMissing, SQLAlchemyError) as exc:  # one tenant must not stop the sweep
                     log.error("could not interrupt the dead runs of tenant %s: %s", slug, type(exc).__name__)
                     return 0
@@ -387,10 +398,14 @@ class ExecutionStore:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    async def _interrupt_tenant(self, slug: str) -> int:
+    async def _interrupt_tenant(self, slug: str, live_runners: Collection[uuid.UUID]) -> int:
         now = utcnow()
         async with self._db.tenant_session(slug) as session:
-            ids = list(await session.scalars(select(Execution.id).where(Execution.status.in_(LIVE_STATUSES))))
+            query = select(Execution.id).where(Execution.status.in_(LIVE_STATUSES))
+            if live_runners:
+                # Runs of live processes go on; a run without a runner predates runners or lost its process.
+                query = query.where(or_(Execution.runner_id.is_(None), Execution.runner_id.not_in(list(live_runners))))
+            ids = list(await session.scalars(query))
             if not ids:
                 return 0
             await session.execute(

@@ -149,7 +149,7 @@ def dump_document(document: FlowDocument) -> dict[str, Any]:
 def check_inputs(document: FlowDocument, given: Mapping[str, Any]) -> dict[str, Any]:
     """The inputs of one run: `given` checked against the declared inputs, with defaults filled in.
 
-    Inputs left out take their default (a required input with a default may be left out);
+    Inputs left out take their default (a required input with a non-null default may be left out);
     optional ones without a default become null, so every declared input exists in templates.
     `InvalidInput` names each problem as `inputs.<name>`.
     """
@@ -162,7 +162,7 @@ def check_inputs(document: FlowDocument, given: Mapping[str, Any]) -> dict[str, 
             problems.append(Problem(f"inputs.{name}", f"the flow has no input '{name}'; its inputs are: {known}"))
     for name, spec in specs.items():
         if name not in given:
-            if spec.required and "default" not in spec.model_fields_set:
+            if spec.required and spec.default is None:
                 problems.append(Problem(f"inputs.{name}", f"input '{name}' is required; give a {spec.type}"))
             else:
                 values[name] = spec.default

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -216,29 +217,38 @@ class _Run:
         self.scope: dict[str, Any] = {"inputs": request.inputs, "nodes": self.scope_nodes}
         self.unresolved: dict[str, int] = {}
         self.active: dict[str, int] = {}
-        self.limit = asyncio.Semaphore(engine.max_concurrency)
         self.tenant_limit = engine.tenant_slots.of(request.tenant.tenant_slug)
         self.tasks: dict[asyncio.Task[None], str] = {}
+        self.done: deque[asyncio.Task[None]] = deque()
+        self.wake = asyncio.Event()
         self.failure: str | None = None
 
     async def execute(self) -> RunResult:
-        ready = self._initial()
+        # Ready nodes wait here, not in tasks parked on a semaphore: a node gets a task once it may run.
+        waiting: deque[str] = deque(self._initial())
+        bound = self.engine.max_concurrency
         try:
-            while ready or self.tasks:
-                if self.failure is None:
-                    for node_id in ready:
-                        self._spawn(node_id)
-                ready = []
-                if not self.tasks:
+            while waiting or self.tasks:
+                if self.failure is not None:
                     break
-                done, _ = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
+                if len(waiting) == 1 and not self.tasks:
+                    # One node can run and nothing else does (a chain): run it here, without a task.
+                    node_id = waiting.popleft()
+                    await self._node(node_id)
+                    if self.failure is None:
+                        waiting.extend(self._resolve(node_id))
+                    continue
+                while waiting and len(self.tasks) < bound:
+                    self._spawn(waiting.popleft())
+                while not self.done:
+                    self.wake.clear()
+                    await self.wake.wait()
+                while self.done:
+                    task = self.done.popleft()
                     node_id = self.tasks.pop(task)
                     task.result()  # `_node` handles its own errors; anything here is a bug worth raising
                     if self.failure is None:
-                        ready.extend(self._resolve(node_id))
-                if self.failure is not None:
-                    break
+                        waiting.extend(self._resolve(node_id))
         except asyncio.CancelledError:
             await self._cancel_running()
             raise
@@ -301,8 +311,14 @@ class _Run:
         return ready
 
     def _spawn(self, node_id: str) -> None:
-        task = asyncio.create_task(self._node(node_id), name=f"node {node_id}")
+        task = asyncio.create_task(self._node(node_id), name=node_id)
         self.tasks[task] = node_id
+        # Finished nodes queue up here: one wake-up per completion, however many nodes run.
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.done.append(task)
+        self.wake.set()
 
     async def _cancel_running(self) -> None:
         for task in self.tasks:
@@ -310,12 +326,13 @@ class _Run:
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
         self.tasks.clear()
+        self.done.clear()
 
     async def _node(self, node_id: str) -> None:
         """Run one node with its policy; record what happens. Never raises but for cancellation."""
         node = self.plan.nodes[node_id]
         state = self.states[node_id]
-        async with self.limit, self.tenant_limit:
+        async with self.tenant_limit:
             state.status, state.started_at = "running", _now()
             state.inputs = {
                 "nodes": {e.source: _clip(self.states[e.source].output) for e in node.incoming},

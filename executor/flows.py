@@ -170,6 +170,7 @@ class FlowService:
         document = payload.get("document")
         if not isinstance(document, Mapping):
             raise InvalidInput("a flow export needs a 'document' object", field="document")
+        document = dump_document(parse_document(document))  # a malformed document is a 422, before anything else
         exported = payload.get("references") if isinstance(payload.get("references"), Mapping) else {}
         names = await self._names(ctx)
         by_name = {kind: {n: i for i, n in ids.items()} for kind, ids in names.items()}

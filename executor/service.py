@@ -18,7 +18,7 @@ import contextlib
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -46,6 +46,14 @@ MAX_SUBFLOW_DEPTH = 8
 def channel(execution_id: uuid.UUID | str) -> str:
     """The bus channel of one execution's events."""
     return f"executions:{execution_id}"
+
+
+class Runners(Protocol):
+    """The app instances that run executions (`core.instances.InstanceRegistry` fits)."""
+
+    id: uuid.UUID
+
+    async def live(self) -> set[uuid.UUID]: ...
 
 
 class JournalPort(Protocol):
@@ -119,8 +127,11 @@ class ExecutionService:
         catalog: CatalogSource,
         llm: LLMPort,
         tools: ToolPort,
+        runners: Runners,
+        tenant_slugs: Callable[[], Awaitable[builtins.list[str]]],
         max_concurrency: int = 8,
         tenant_concurrency: int = 32,
+        sweep_every_s: float = 30.0,
     ) -> None:
         self.flows = flows
         self.store = store
@@ -128,6 +139,10 @@ class ExecutionService:
         self.bus = bus
         self.registry = registry
         self.catalog = catalog
+        self.runners = runners
+        self._tenant_slugs = tenant_slugs
+        self._sweep_every_s = sweep_every_s
+        self._sweeper: asyncio.Task[None] | None = None
         self.engine = Engine(
             NodeServices(llm=llm, tools=tools, subflows=self),
             max_concurrency=max_concurrency,
@@ -142,17 +157,29 @@ class ExecutionService:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Listen for cancel requests meant for runs of this process."""
+        """Interrupt runs of dead processes, then listen for cancel requests and sweep now and then."""
+        await self.recover()
         self._control = asyncio.create_task(self._listen(), name="execution control")
+        self._sweeper = asyncio.create_task(self._sweep(), name="execution sweep")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._control_ready.wait(), timeout=5)
 
-    async def recover(self, tenant_slugs: list[str]) -> int:
-        """Start-up: runs left `running` by a dead process become `interrupted` (events and node runs kept)."""
-        count = await self.store.mark_interrupted(tenant_slugs)
+    async def recover(self) -> int:
+        """Runs whose process stopped (no heartbeat) become `interrupted`, their events and node runs kept."""
+        live = await self.runners.live()
+        count = await self.store.mark_interrupted(await self._tenant_slugs(), live_runners=live)
         if count:
-            log.warning("marked %d execution(s) of a stopped process as interrupted", count)
+            log.warning("marked %d execution(s) of stopped processes as interrupted", count)
         return count
+
+    async def _sweep(self) -> None:
+        """Find the runs of replicas that died while this one lives on."""
+        while True:
+            await asyncio.sleep(self._sweep_every_s)
+            try:
+                await self.recover()
+            except Exception:  # the database may be briefly away: sweep again next time
+                log.warning("sweeping interrupted executions failed; trying again later", exc_info=True)
 
     async def aclose(self) -> None:
         """Stop: runs still going are cancelled and stored as `interrupted`, so they can be retried."""
@@ -162,10 +189,11 @@ class ExecutionService:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        if self._control is not None:
-            self._control.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._control
+        for background in (self._control, self._sweeper):
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
         await self.journal.flush()
 
     # -- starting --------------------------------------------------------------------------
@@ -198,6 +226,7 @@ class ExecutionService:
             version=prepared.version.version,
             inputs=prepared.inputs,
             options={},
+            runner_id=self.runners.id,
         )
         task = asyncio.create_task(self._execute(ctx, execution, prepared), name=f"execution {execution.id}")
         self._tasks[execution.id] = task
@@ -398,6 +427,7 @@ class ExecutionService:
             options={"depth": depth},
             parent_execution_id=parent_execution,
             parent_node_id=parent_node,
+            runner_id=self.runners.id,
         )
         await self._execute(ctx, child, prepared)
         ended = await self.store.get(ctx, child.id)

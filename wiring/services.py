@@ -10,6 +10,7 @@ from typing import Any
 from core.auth.identity import Identity, build_identity
 from core.executions import ExecutionStore
 from core.flow_store import FlowStore
+from core.instances import InstanceRegistry
 from core.journal import Journal
 from core.llm.wiring import LLMStack, build_llm
 from core.settings import AppSettings
@@ -39,6 +40,7 @@ class Services:
     llm_stack: LLMStack
     registry: Registry
     journal: Journal
+    instances: InstanceRegistry
     flows: FlowService
     executions: ExecutionService
     described: dict[str, str] = field(default_factory=dict)
@@ -50,15 +52,16 @@ class Services:
         await self.backends.start()
         await self.llm_stack.start()
         await self.journal.start()
+        await self.instances.start()
+        # Runs a dead process left `running` cannot go on: they become `interrupted` here.
         await self.executions.start()
-        # Runs a dead process left `running` cannot go on: say so, keeping their events and node runs.
-        await self.executions.recover([tenant.slug for tenant in await self.tenants.list()])
 
     async def aclose(self) -> None:
         """Close every service (runs still going become `interrupted`), then the backends, then the database."""
         try:
             await self.executions.aclose()
             await self.journal.aclose()
+            await self.instances.aclose()
             await self.llm_stack.aclose()
         finally:
             try:
@@ -102,6 +105,11 @@ def build_services(settings: AppSettings) -> Services:
     flow_store = FlowStore(db)
     journal = Journal(db, backends.bus.publish)
     catalog = CatalogSource(llm_stack.providers, tools, flow_store)
+    instances = InstanceRegistry(db)
+
+    async def tenant_slugs() -> list[str]:
+        return [tenant.slug for tenant in await tenants.list()]
+
     executions = ExecutionService(
         flows=flow_store,
         store=ExecutionStore(db),
@@ -111,6 +119,8 @@ def build_services(settings: AppSettings) -> Services:
         catalog=catalog,
         llm=llm_stack.llm,
         tools=tools,
+        runners=instances,
+        tenant_slugs=tenant_slugs,
         max_concurrency=settings.executor.max_concurrency,
         tenant_concurrency=settings.executor.tenant_concurrency,
     )
@@ -124,6 +134,7 @@ def build_services(settings: AppSettings) -> Services:
         llm_stack=llm_stack,
         registry=registry,
         journal=journal,
+        instances=instances,
         flows=FlowService(flow_store, registry, catalog),
         executions=executions,
         described=Backends.describe(settings),

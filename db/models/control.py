@@ -134,3 +134,15 @@ class UISession(IdMixin, TimestampMixin, ControlBase):
     )
     token_version: Mapped[int] = mapped_column(Integer, default=0)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AppInstance(ControlBase):
+    """A running app process; it renews `heartbeat_at` while it lives (see `core.instances`)."""
+
+    __tablename__ = "app_instances"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), default="")
+    pid: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -167,6 +167,8 @@ class Execution(IdMixin, TimestampMixin, TenantBase):
     parent_node_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
     # The highest event `seq` stored, kept by the journal in the transaction that writes events.
     last_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The app process running it (`app_instances.id`): a run whose runner stopped heartbeating is interrupted.
+    runner_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
 
 
 class ExecutionEvent(IdMixin, TenantBase):

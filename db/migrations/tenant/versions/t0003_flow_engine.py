@@ -52,6 +52,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("parent_execution_id", sa.Uuid(), nullable=True))
         batch_op.add_column(sa.Column("parent_node_id", sa.String(length=100), nullable=True))
         batch_op.add_column(sa.Column("last_seq", sa.Integer(), nullable=False, server_default="0"))
+        batch_op.add_column(sa.Column("runner_id", sa.Uuid(), nullable=True))
         batch_op.create_index(batch_op.f("ix_executions_flow_id"), ["flow_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_executions_started_at"), ["started_at"], unique=False)
 
@@ -93,6 +94,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_executions_flow_id"))
         if op.get_bind().dialect.name != "sqlite":
             batch_op.drop_constraint(batch_op.f("fk_executions_flow_id_flows"), type_="foreignkey")
+        batch_op.drop_column("runner_id")
         batch_op.drop_column("last_seq")
         batch_op.drop_column("parent_node_id")
         batch_op.drop_column("parent_execution_id")
