@@ -64,11 +64,12 @@ class InstanceRegistry:
 
     async def aclose(self) -> None:
         """Stop heartbeating and remove this process's entry (its runs were ended by then)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        if self._task is None:
+            return  # never started: nothing registered
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
         try:
             async with self._db.control_session() as session:
                 await session.execute(delete(AppInstance).where(AppInstance.id == self.id))

@@ -12,6 +12,7 @@ from core.executions import ExecutionStore
 from core.flow_store import FlowStore
 from core.instances import InstanceRegistry
 from core.journal import Journal
+from core.lifecycle import Component
 from core.llm.wiring import LLMStack, build_llm
 from core.settings import AppSettings
 from core.tenants import TenantService
@@ -45,29 +46,33 @@ class Services:
     executions: ExecutionService
     described: dict[str, str] = field(default_factory=dict)
 
+    def components(self) -> list[Component]:
+        """Everything with a lifecycle, in start order (closed in reverse)."""
+        return [self.backends, self.llm_stack, self.journal, self.instances, self.executions]
+
     async def start(self) -> None:
-        """Bring storage to head (control plane, then every tenant), then start the backends."""
+        """Bring storage to head (control plane, then every tenant), then start every component.
+
+        Starting the executions interrupts the runs of processes that died (see `core.instances`).
+        """
         report = await migrate_all(self.db, concurrency=self.settings.db.migrate_concurrency)
         log.info("migrated control plane and %d tenant(s)", len(report.migrated))
-        await self.backends.start()
-        await self.llm_stack.start()
-        await self.journal.start()
-        await self.instances.start()
-        # Runs a dead process left `running` cannot go on: they become `interrupted` here.
-        await self.executions.start()
+        for component in self.components():
+            await component.start()
 
     async def aclose(self) -> None:
-        """Close every service (runs still going become `interrupted`), then the backends, then the database."""
+        """Close every component, last started first (runs still going become `interrupted`), then the database.
+
+        Each is closed even if another failed to close.
+        """
         try:
-            await self.executions.aclose()
-            await self.journal.aclose()
-            await self.instances.aclose()
-            await self.llm_stack.aclose()
+            for component in reversed(self.components()):
+                try:
+                    await component.aclose()
+                except Exception:  # the others must still close
+                    log.exception("closing %s failed", type(component).__name__)
         finally:
-            try:
-                await self.backends.aclose()
-            finally:
-                await self.db.dispose()
+            await self.db.dispose()
 
     async def health(self) -> dict[str, Any]:
         """Which backends are active and whether they answer."""
@@ -76,6 +81,11 @@ class Services:
             checks["database"] = "ok" if await asyncio.wait_for(self.db.ping(), timeout=5) else "failing"
         except Exception as exc:  # report, never raise: health must answer
             checks["database"] = f"failing: {type(exc).__name__}"
+        if self.backends.redis is not None:
+            try:
+                checks["redis"] = "ok" if await asyncio.wait_for(self.backends.redis.ping(), timeout=5) else "failing"
+            except Exception as exc:  # report, never raise
+                checks["redis"] = f"failing: {type(exc).__name__}"
         status = "ok" if all(v == "ok" for v in checks.values()) else "degraded"
         return {"status": status, "environment": self.settings.env, "backends": self.described, "checks": checks}
 

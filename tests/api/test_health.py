@@ -47,3 +47,22 @@ async def test_health_is_degraded_when_the_database_is_gone(tmp_path: Path) -> N
     await services.aclose()
     assert response.status_code == 503
     assert response.json()["checks"]["database"].startswith("failing")
+
+
+@pytest.mark.parametrize(
+    ("redis_url", "expected"), [("redis://127.0.0.1:6379/0", "ok"), ("redis://127.0.0.1:1/0", "failing")]
+)
+async def test_health_checks_redis_when_it_is_configured(tmp_path: Path, redis_url: str, expected: str) -> None:
+    settings = AppSettings(env="test", data_dir=tmp_path)
+    settings.redis.url = redis_url
+    services = build_services(settings)
+    app = FastAPI()
+    install_api(app, services)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+            body = (await http.get("/api/health")).json()
+    finally:
+        await services.aclose()
+    assert body["backends"]["event_bus"] == "redis"
+    assert body["checks"]["redis"].startswith(expected)
+    assert body["status"] == ("ok" if expected == "ok" else "degraded")
