@@ -96,6 +96,8 @@ async def test_provider_and_chat_bodies_are_described_and_keys_are_write_only(cl
             if method in {"post", "put", "patch"} and path not in {
                 "/api/auth/logout",
                 "/api/providers/{provider_id}/test",
+                "/api/flows/{flow_id}/versions/{version}/restore",
+                "/api/executions/{execution_id}/cancel",
             }:
                 assert operation.get("requestBody", {}).get("required"), (method, path)
 
