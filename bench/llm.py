@@ -109,9 +109,12 @@ async def main(calls: int, warmup: int, database_url: str | None) -> None:
                 }
             ),
         )
+        # Usage records batched, as the app runs them (`wiring.backends` starts the store).
+        batched_usage = DatabaseUsageStore(db)
+        await batched_usage.start()
         llm = LLMService(
             providers,
-            DatabaseUsageStore(db),
+            batched_usage,
             MemoryRateLimiter(),
             guard,
             policy=LLMPolicy(timeout_s=10, max_retries=0, tenant_rpm=10**6, tenant_tpm=10**9),

@@ -9,6 +9,10 @@ names, request dumps or an echo of the key; the rest of the body is dropped.
 Usual shapes: OpenAI, Azure and Anthropic `{"error": {"type", "message", "code"}}`;
 Ollama `{"error": "..."}`; vLLM and others `{"message": "...", "type": ...}`; FastAPI
 servers `{"detail": "..."}`.
+
+`translate_error` reads exceptions (LiteLLM's, httpx's, timeouts); `answer_error` reads an
+error answer our own HTTP transport received (`openai_http.py`), classified by status
+the way LiteLLM classifies it, so both transports report a failure alike.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sys
 from typing import Any
 
 from core.llm.types import ProviderCallFailed, ResolvedProvider, scrub
@@ -106,19 +111,27 @@ def _body_fields(causes: list[BaseException]) -> dict[str, str] | None:
     return None
 
 
+def described(fields: dict[str, str]) -> str:
+    """Error fields (from `error_fields`) in a line: `type: message (code c)`."""
+    head = f"{fields['type']}: " if "type" in fields else ""
+    code = f" (code {fields['code']})" if "code" in fields and fields["code"] != fields.get("type") else ""
+    return f"{head}{fields['message']}{code}"
+
+
+_NO_ANSWER = "the provider did not answer in time"
+
+
 def _summary(kind: str, status: int | None, causes: list[BaseException]) -> str:
     """What went wrong, in a line, without the provider's raw answer."""
     import httpx
 
     fields = _body_fields(causes) if status is not None else None
     if fields:
-        head = f"{fields['type']}: " if "type" in fields else ""
-        code = f" (code {fields['code']})" if "code" in fields and fields["code"] != fields.get("type") else ""
-        return f"{head}{fields['message']}{code}"
+        return described(fields)
     if status is not None:
         return f"the provider answered HTTP {status} without a readable error message"
     if kind == "timeout":
-        return "the provider did not answer in time"
+        return _NO_ANSWER
     if kind == "connection":
         failed = next(c for c in causes if isinstance(c, httpx.TransportError | OSError))
         return f"the connection to the provider failed ({type(failed).__name__}: {_short(failed, 120)})"
@@ -130,14 +143,18 @@ def _summary(kind: str, status: int | None, causes: list[BaseException]) -> str:
 _UNREADABLE = (ValueError, KeyError, TypeError, AttributeError, IndexError, StopIteration)
 
 
+def _litellm_error(name: str) -> tuple[type[BaseException], ...]:
+    """LiteLLM's exception class `name`, when LiteLLM is loaded: only its own calls raise them, after importing it."""
+    found = getattr(sys.modules.get("litellm"), name, None)
+    return (found,) if isinstance(found, type) and issubclass(found, BaseException) else ()
+
+
 def translate_error(exc: BaseException, provider: ResolvedProvider) -> ProviderCallFailed:
     """A LiteLLM/HTTP failure as a `ProviderCallFailed` with a short, redacted summary."""
     import httpx
 
     from core.llm.http import RedirectRefused
-    from core.llm.transports import _litellm
 
-    litellm = _litellm()
     causes = _causes(exc)
     redirect = next((c for c in causes if isinstance(c, RedirectRefused)), None)
     if redirect is not None:
@@ -146,13 +163,14 @@ def translate_error(exc: BaseException, provider: ResolvedProvider) -> ProviderC
     status = status if isinstance(status, int) else None
     text = " ".join(str(c) for c in causes).lower()
     answered = any(isinstance(c, httpx.HTTPStatusError) for c in causes)
-    if any(isinstance(c, asyncio.TimeoutError | litellm.Timeout | httpx.TimeoutException) for c in causes) or (
-        "timeout" in text or "timed out" in text
-    ):
+    timeouts = (asyncio.TimeoutError, httpx.TimeoutException, *_litellm_error("Timeout"))
+    if any(isinstance(c, timeouts) for c in causes) or ("timeout" in text or "timed out" in text):
         kind, status = "timeout", None
-    elif isinstance(exc, litellm.AuthenticationError | litellm.PermissionDeniedError) or status in {401, 403}:
+    elif isinstance(exc, _litellm_error("AuthenticationError") + _litellm_error("PermissionDeniedError")) or (
+        status in {401, 403}
+    ):
         kind = "auth"
-    elif isinstance(exc, litellm.RateLimitError) or status == 429:
+    elif isinstance(exc, _litellm_error("RateLimitError")) or status == 429:
         kind = "rate_limited"
     elif any(isinstance(c, httpx.TransportError | OSError) for c in causes) and status in {None, 500}:
         kind, status = "connection", None
@@ -160,9 +178,48 @@ def translate_error(exc: BaseException, provider: ResolvedProvider) -> ProviderC
         kind, status = "bad_response", None
     elif status is not None and status >= 500:
         kind = "server_error"
-    elif isinstance(exc, litellm.BadRequestError) or (status is not None and 400 <= status < 500):
+    elif isinstance(exc, _litellm_error("BadRequestError")) or (status is not None and 400 <= status < 500):
         kind = "bad_request"
     else:
         kind = "bad_response"
     detail = scrub(_summary(kind, status, causes), provider.api_key)
     return ProviderCallFailed(provider.name, kind, detail, status)
+
+
+# LiteLLM reports these answers as timeouts (retried, no status); `answer_error` does the same.
+_TIMEOUT_STATUSES = frozenset({408, 504})
+
+
+def answer_error(status: int, content: bytes, provider: ResolvedProvider) -> ProviderCallFailed:
+    """An error answer (HTTP `status`, body `content`) as a `ProviderCallFailed`: classified by status alone.
+
+    Unlike `translate_error`, words in the body ("timeout" in a 400's message) do not
+    change the kind: the status is what the provider meant.
+    """
+    if status in _TIMEOUT_STATUSES:
+        return ProviderCallFailed(provider.name, "timeout", _NO_ANSWER)
+    if status in {401, 403}:
+        kind = "auth"
+    elif status == 429:
+        kind = "rate_limited"
+    elif status >= 500:
+        kind = "server_error"
+    elif status >= 400:
+        kind = "bad_request"
+    else:
+        kind = "bad_response"
+    try:
+        fields = error_fields(json.loads(content)) if content else None
+    except (ValueError, RecursionError):  # not JSON (an HTML error page, a cut-off body)
+        fields = None
+    detail = described(fields) if fields else f"the provider answered HTTP {status} without a readable error message"
+    return ProviderCallFailed(provider.name, kind, scrub(detail, provider.api_key), status)
+
+
+def error_in_reply(body: Any, provider: ResolvedProvider) -> ProviderCallFailed:
+    """A successful answer (or stream event) that carries an error object where the reply should be."""
+    fields = error_fields(body)
+    if fields is None:
+        return ProviderCallFailed(provider.name, "bad_response", "unreadable reply: no choices")
+    detail = scrub(f"the provider answered with an error instead of a reply: {described(fields)}", provider.api_key)
+    return ProviderCallFailed(provider.name, "server_error", detail)

@@ -23,6 +23,7 @@ from typing import Protocol, TypeVar
 from core.context import Role, TenantContext
 from core.errors import RateLimited
 from core.llm.local import LocalModelTransport
+from core.llm.openai_http import OpenAIHTTPTransport
 from core.llm.routing import Cooldowns, failover_order, provider_chain
 from core.llm.ssrf import EndpointGuard
 from core.llm.transports import LiteLLMTransport, Transport
@@ -96,7 +97,9 @@ class LLMService:
         self._guard = guard
         self.policy = policy
         self._remote = LiteLLMTransport()
+        self._openai = OpenAIHTTPTransport()  # the OpenAI wire protocol without LiteLLM's milliseconds per call
         self._transports: dict[ProviderKind, Transport] = dict.fromkeys(ProviderKind, self._remote)
+        self._transports[ProviderKind.OPENAI] = self._transports[ProviderKind.OPENAI_COMPATIBLE] = self._openai
         self._transports[ProviderKind.LOCAL] = LocalModelTransport()
         self._transports.update(transports or {})
         self.cooldowns = Cooldowns(policy.cooldown_s, clock)
@@ -198,6 +201,7 @@ class LLMService:
         """Free the local model and close the connections to remote providers."""
         self.close()
         await self._remote.aclose()
+        await self._openai.aclose()
 
     async def test_provider(self, ctx: TenantContext, provider_id: uuid.UUID) -> ProviderTestResult:
         """Send a 1-token request to this provider alone; report latency or the provider's error."""

@@ -1,4 +1,6 @@
-"""Transports: how a call reaches a provider. LiteLLM for the remote kinds; see `local.py` for the bundled model.
+"""Transports: how a call reaches a provider. LiteLLM for Anthropic, Azure and Ollama; `openai_http.py` for
+OpenAI and OpenAI-compatible servers (no LiteLLM on that path: it cost milliseconds a call); `local.py`
+for the bundled model.
 
 A transport turns a `ChatRequest` for one provider and model into an `LLMResult` (or a
 stream of `StreamChunk`s) and every failure into a short, scrubbed `ProviderCallFailed`

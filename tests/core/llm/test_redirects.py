@@ -13,7 +13,8 @@ import uuid
 import pytest
 
 from core.llm.ssrf import EndpointGuard
-from core.llm.types import AllProvidersFailed, ChatRequest, UnsafeEndpoint
+from core.llm.transports import LiteLLMTransport
+from core.llm.types import AllProvidersFailed, ChatRequest, ProviderKind, UnsafeEndpoint
 from db.database import Database
 from tests.fixtures.llm_server import Reply, ScriptedLLMServer
 from tests.fixtures.llm_stack import Stack, make_stack
@@ -120,13 +121,19 @@ async def test_a_provider_that_answers_directly_still_works(
 
 @pytest.mark.parametrize("stream", [False, True], ids=["complete", "stream"])
 async def test_openai_calls_through_litellms_own_handler_refuse_redirects_too(
-    guarded: Stack,
+    db: Database,
     llm_server: ScriptedLLMServer,
     second_llm_server: ScriptedLLMServer,
     monkeypatch: pytest.MonkeyPatch,
     stream: bool,
 ) -> None:
-    monkeypatch.setenv("EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER", "True")  # LiteLLM then skips the OpenAI SDK
+    # OpenAI kinds go through `OpenAIHTTPTransport`; should LiteLLM carry them (a `transports` override),
+    # its own HTTP handler, chosen by this variable instead of the OpenAI SDK, must refuse redirects too.
+    monkeypatch.setenv("EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER", "True")
+    through_litellm = {ProviderKind.OPENAI_COMPATIBLE: LiteLLMTransport()}
+    guarded = await make_stack(db, allow_private=False, max_retries=0, transports=through_litellm)
+    assert isinstance(guarded.guard, EndpointGuard)
+    guarded.guard.allowed_hosts = frozenset({f"127.0.0.1:{llm_server.port}"})
     provider = await guarded.add_provider(name="moved", base_url=llm_server.base_url, api_key=KEY)
     llm_server.default = Reply.redirect(f"{second_llm_server.base_url}/chat/completions")
     with pytest.raises(AllProvidersFailed, match=r"redirect \(HTTP 307\)"):

@@ -57,7 +57,7 @@ async def test_streaming_yields_chunks_then_the_whole_result(stack: Stack, llm_s
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_tool_calls_go_through_litellm_and_come_back(
+async def test_tool_calls_go_to_the_provider_and_come_back(
     stack: Stack, llm_server: ScriptedLLMServer, stream: bool
 ) -> None:
     provider = await stack.add_provider(name="vllm", base_url=llm_server.base_url)
