@@ -6,7 +6,8 @@ the machine's load, p50/p99 of each printed side by side:
 - `httpx`: a direct HTTP POST to the server (the floor);
 - `litellm`: `litellm.acompletion` alone (the transport the service uses);
 - `service`: `LLMService.complete` (provider lookup + decrypting the key, tenant and
-  provider rate-limit checks, SSRF guard, LiteLLM, token booking, one usage record).
+  provider rate-limit checks, SSRF guard, the OpenAI-protocol transport, token booking, one usage
+  record queued for the batched writer).
 
 Then streaming: time to the first content chunk, direct SSE over httpx against
 `LLMService.stream`. Ratios are printed; nothing is asserted (timing goals live here,
@@ -183,6 +184,7 @@ async def main(calls: int, warmup: int, database_url: str | None) -> None:
             print(line("direct SSE (httpx)", streams["httpx"]))
             print(line("LLMService.stream", streams["service"], streams["httpx"]))
             usage = DatabaseUsageStore(db)
+            await usage.start()  # batched, as in the app: `record` queues, the writer commits behind it
             limiter = MemoryRateLimiter()
             limit = Limit(key=f"{slug}:bench", label="bench", rpm=10**6, tpm=10**9)
             entry = (await llm.recent_usage(ctx, 1))[0]
@@ -207,9 +209,11 @@ async def main(calls: int, warmup: int, database_url: str | None) -> None:
             print("where the service's time goes (each step alone):")
             print(line("provider lookup + decrypt", parts["resolve"]))
             print(line("rate-limit check + booking", parts["limits"]))
-            print(line("usage record write", parts["usage"]))
+            print(line("usage record (queued)", parts["usage"]))
             records = await llm.recent_usage(ctx, 1)
             print(f"usage records written: yes (newest outcome {records[0].outcome!r})")
+            await usage.close()
+            await batched_usage.close()
         llm.close()
     finally:
         await db.dispose()
