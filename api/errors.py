@@ -110,9 +110,15 @@ def error_response(
     body = ErrorBody(
         error=kind,
         detail=detail,
-        problems=[ProblemOut(field=p.field, message=p.message, node_id=getattr(p, "node_id", None)) for p in problems],
+        problems=[
+            ProblemOut(field=p.field, message=p.message, node_id=p.node_id)
+            if isinstance(p, FlowProblem)
+            else ProblemOut(field=p.field, message=p.message)
+            for p in problems
+        ],
     )
-    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+    # `node_id` appears in the problems of flow documents only (null there: the flow as a whole).
+    return JSONResponse(body.model_dump(exclude_unset=True), status_code=status, headers=headers)
 
 
 async def _core_error(_request: Request, exc: Exception) -> Response:
