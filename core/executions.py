@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -60,6 +60,15 @@ def _id_text(value: uuid.UUID) -> str:
 
 def _str(value: uuid.UUID | None) -> str | None:
     return str(value) if value is not None else None
+
+
+class NodeRunSource(Protocol):
+    """A node run still going: the journal takes its `snapshot` when it writes (the latest state wins)."""
+
+    execution_id: uuid.UUID
+    node_id: str
+
+    def snapshot(self) -> NodeRunRecord: ...
 
 
 @dataclass(slots=True)  # not frozen: made twice per node on the engine's hot path, and never changed

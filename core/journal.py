@@ -47,7 +47,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.executions import EventRecord, NodeRunRecord
+from core.executions import EventRecord, NodeRunRecord, NodeRunSource
 from db.database import Database
 from db.errors import TenantStorageMissing
 from db.models.tenant import Execution, ExecutionEvent, NodeRun
@@ -250,7 +250,10 @@ class BatchWriter(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class _NodeRunPut:
-    run: NodeRunRecord
+    run: NodeRunRecord | NodeRunSource
+
+    def record(self) -> NodeRunRecord:
+        return self.run if isinstance(self.run, NodeRunRecord) else self.run.snapshot()
 
 
 _Item = EventRecord | _NodeRunPut
@@ -328,8 +331,11 @@ class Journal:
         """Queue an event; the caller assigns `seq`, gap-free per execution. Never waits."""
         self._writer.put(tenant_slug, event)
 
-    def put_node_run(self, tenant_slug: str, run: NodeRunRecord) -> None:
-        """Queue the node run's current state; puts of one node run before a write collapse into the last."""
+    def put_node_run(self, tenant_slug: str, run: NodeRunRecord | NodeRunSource) -> None:
+        """Queue a node run; puts of one node run before a write collapse into the last.
+
+        A `NodeRunSource` is read when its batch is written, so the row holds its latest state
+        and the caller's hot path builds no record at all."""
         self._writer.put(tenant_slug, _NodeRunPut(run))
 
     async def flush(self) -> None:
@@ -342,12 +348,13 @@ class Journal:
 
     async def _write(self, tenant_slug: str, items: list[_Item]) -> None:
         events: dict[uuid.UUID, list[EventRecord]] = {}
-        runs: dict[tuple[uuid.UUID, str], NodeRunRecord] = {}
+        latest: dict[tuple[uuid.UUID, str], _NodeRunPut] = {}
         for item in items:
             if isinstance(item, EventRecord):
                 events.setdefault(item.execution_id, []).append(item)
             else:  # later puts of the same node run replace earlier ones: only the last state matters
-                runs[(item.run.execution_id, item.run.node_id)] = item.run
+                latest[(item.run.execution_id, item.run.node_id)] = item
+        runs = {key: put.record() for key, put in latest.items()}
         for batch in events.values():
             batch.sort(key=lambda event: event.seq)
         try:

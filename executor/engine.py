@@ -219,39 +219,35 @@ class _Run:
         self.active: dict[str, int] = {}
         self.tenant_limit = engine.tenant_slots.of(request.tenant.tenant_slug)
         self.tasks: dict[asyncio.Task[None], str] = {}
-        self.done: deque[asyncio.Task[None]] = deque()
+        self.waiting: deque[str] = deque()  # ready, but not yet given a task (the execution's bound)
         self.wake = asyncio.Event()
         self.failure: str | None = None
+        self.bug: BaseException | None = None
 
     async def execute(self) -> RunResult:
-        # Ready nodes wait here, not in tasks parked on a semaphore: a node gets a task once it may run.
-        waiting: deque[str] = deque(self._initial())
-        bound = self.engine.max_concurrency
+        self.waiting.extend(self._initial())
         try:
-            while waiting or self.tasks:
-                if self.failure is not None:
-                    break
-                if len(waiting) == 1 and not self.tasks:
+            while self.failure is None and self.bug is None:
+                if len(self.waiting) == 1 and not self.tasks:
                     # One node can run and nothing else does (a chain): run it here, without a task.
-                    node_id = waiting.popleft()
+                    node_id = self.waiting.popleft()
                     await self._node(node_id)
                     if self.failure is None:
-                        waiting.extend(self._resolve(node_id))
+                        self.waiting.extend(self._resolve(node_id))
                     continue
-                while waiting and len(self.tasks) < bound:
-                    self._spawn(waiting.popleft())
-                while not self.done:
-                    self.wake.clear()
-                    await self.wake.wait()
-                while self.done:
-                    task = self.done.popleft()
-                    node_id = self.tasks.pop(task)
-                    task.result()  # `_node` handles its own errors; anything here is a bug worth raising
-                    if self.failure is None:
-                        waiting.extend(self._resolve(node_id))
+                self._dispatch()
+                if not self.tasks:
+                    break
+                # Finished tasks start their successors themselves (`_finished`); wake-ups come only
+                # when nothing runs any more, a lone node is left to run here, or the run failed.
+                self.wake.clear()
+                await self.wake.wait()
         except asyncio.CancelledError:
             await self._cancel_running()
             raise
+        if self.bug is not None:
+            await self._cancel_running()
+            raise self.bug
         if self.failure is not None:
             await self._cancel_running()
             return RunResult("failed", self.plan.outputs(self.states), self.failure, self.states)
@@ -310,23 +306,37 @@ class _Run:
                 ready.extend(self._settle(target))
         return ready
 
-    def _spawn(self, node_id: str) -> None:
-        task = asyncio.create_task(self._node(node_id), name=node_id)
-        self.tasks[task] = node_id
-        # Finished nodes queue up here: one wake-up per completion, however many nodes run.
-        task.add_done_callback(self._finished)
+    def _dispatch(self) -> None:
+        """Give ready nodes a task each, up to the execution's bound; the rest wait their turn."""
+        bound = self.engine.max_concurrency
+        while self.waiting and len(self.tasks) < bound:
+            node_id = self.waiting.popleft()
+            task = asyncio.create_task(self._node(node_id), name=node_id)
+            self.tasks[task] = node_id
+            task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self.done.append(task)
-        self.wake.set()
+        """A node's task ended: start what it made ready, and wake `execute` when that has work."""
+        node_id = self.tasks.pop(task, None)
+        if node_id is None or task.cancelled():
+            return  # cancelled by `_cancel_running`, which waits for it
+        error = task.exception()
+        if error is not None:  # `_node` handles every error of a node: this is a bug, raised from `execute`
+            self.bug = error
+        elif self.failure is None:
+            self.waiting.extend(self._resolve(node_id))
+            if self.tasks or len(self.waiting) != 1:
+                self._dispatch()
+        if self.failure is not None or self.bug is not None or not self.tasks:
+            self.wake.set()
 
     async def _cancel_running(self) -> None:
-        for task in self.tasks:
+        running = list(self.tasks)
+        for task in running:
             task.cancel()
-        if self.tasks:
-            await asyncio.gather(*self.tasks, return_exceptions=True)
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
         self.tasks.clear()
-        self.done.clear()
 
     async def _node(self, node_id: str) -> None:
         """Run one node with its policy; record what happens. Never raises but for cancellation."""

@@ -26,7 +26,14 @@ from typing import Any, Protocol
 from core.context import Role, TenantContext
 from core.errors import Conflict, InvalidInput
 from core.events import EventBus
-from core.executions import EventRecord, ExecutionPage, ExecutionRecord, ExecutionStore, NodeRunRecord
+from core.executions import (
+    EventRecord,
+    ExecutionPage,
+    ExecutionRecord,
+    ExecutionStore,
+    NodeRunRecord,
+    NodeRunSource,
+)
 from core.flow_store import FlowStore, VersionRecord
 from executor.catalog import CatalogSource
 from executor.document import FlowDocument, check_inputs, parse_document
@@ -61,7 +68,7 @@ class JournalPort(Protocol):
 
     def append(self, tenant_slug: str, event: EventRecord) -> None: ...
 
-    def put_node_run(self, tenant_slug: str, run: NodeRunRecord) -> None: ...
+    def put_node_run(self, tenant_slug: str, run: NodeRunRecord | NodeRunSource) -> None: ...
 
     async def flush(self) -> None: ...
 
@@ -81,25 +88,38 @@ class JournalRecorder:
         self.journal.append(self.tenant_slug, record)
 
     def node_run(self, node_id: str, node_type: str, state: NodeState) -> None:
+        self.journal.put_node_run(self.tenant_slug, _LiveNodeRun(self.execution_id, node_id, node_type, state))
+
+
+class _LiveNodeRun:
+    """A node run as the journal reads it when it writes: the node's state at that moment, as plain data."""
+
+    __slots__ = ("execution_id", "node_id", "node_type", "state")
+
+    def __init__(self, execution_id: uuid.UUID, node_id: str, node_type: str, state: NodeState) -> None:
+        self.execution_id = execution_id
+        self.node_id = node_id
+        self.node_type = node_type
+        self.state = state
+
+    def snapshot(self) -> NodeRunRecord:
+        state = self.state
         usage = state.usage
-        self.journal.put_node_run(
-            self.tenant_slug,
-            NodeRunRecord(
-                execution_id=self.execution_id,
-                node_id=node_id,
-                node_type=node_type,
-                status=state.status,
-                inputs=dict(state.inputs),
-                output=state.output,
-                error=state.error,
-                attempts=state.attempts,
-                started_at=state.started_at,
-                finished_at=state.finished_at,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                cost_usd=usage.cost_usd,
-                flags={"continued": True} if state.continued else {},
-            ),
+        return NodeRunRecord(
+            execution_id=self.execution_id,
+            node_id=self.node_id,
+            node_type=self.node_type,
+            status=state.status,
+            inputs=dict(state.inputs),
+            output=state.output,
+            error=state.error,
+            attempts=state.attempts,
+            started_at=state.started_at,
+            finished_at=state.finished_at,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost_usd=usage.cost_usd,
+            flags={"continued": True} if state.continued else {},
         )
 
 
