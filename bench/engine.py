@@ -1,6 +1,6 @@
 """What the flow engine costs per node, against a bare asyncio floor, LangGraph and CrewAI `Flow`.
 
-Three graph shapes of trivial nodes (each returns the sum of its inputs + 1): a chain of
+Three graph shapes of trivial nodes (`bench/_engine_graphs.py`; each returns the sum of its inputs + 1): a chain of
 100, a fan-out of 100 (1 source -> 100 parallel nodes -> 1 join: 102 nodes) and a chain
 of 1000. Runners, measured in the same run, round by round so they share the machine's load:
 
@@ -38,7 +38,7 @@ import tempfile
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,21 +46,20 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 import asyncpg
+from _engine_graphs import WORKLOADS, BenchAdd, Workload, floor_run
 
 from core.context import Role, TenantContext
 from core.events import MemoryEventBus
 from core.executions import EventRecord, ExecutionStore, NodeRunRecord
 from core.flow_store import FlowStore
 from core.journal import Journal
-from core.llm.types import CallMeta, ChatRequest, LLMResult, StreamChunk
 from core.tenants import TenantService
 from db.database import Database
 from db.migrate import upgrade_control
 from executor.document import parse_document
 from executor.engine import Engine, Plan, RunRequest
-from executor.nodes.base import NodeContext, NodeData, NodeMeta, NodeOutcome, NodeType
 from executor.ports import NodeServices
-from executor.registry import load_registry, register
+from executor.registry import load_registry
 from executor.service import JournalPort, JournalRecorder, channel
 
 ROOT = Path(__file__).parents[1]
@@ -81,158 +80,6 @@ LABELS = {
     LANGGRAPH: "LangGraph (astream)",
     CREWAI: "CrewAI Flow",
 }
-
-
-# -- the workloads ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Workload:
-    """A graph shape: `chain` of `size` nodes, or `fanout` (source -> `size` parallel nodes -> join)."""
-
-    name: str
-    shape: str
-    size: int
-    after: dict[str, list[str]] = field(init=False, repr=False)  # node id -> its upstream nodes, in order
-
-    def __post_init__(self) -> None:
-        if self.shape == "chain":
-            after = {f"n{i}": [f"n{i - 1}"] if i else [] for i in range(self.size)}
-        else:
-            parts = [f"p{i}" for i in range(self.size)]
-            after = {"src": [], **{name: ["src"] for name in parts}, "join": parts}
-        object.__setattr__(self, "after", after)
-
-    @property
-    def nodes(self) -> int:
-        return len(self.after)
-
-    @property
-    def last(self) -> str:
-        return next(reversed(self.after))
-
-    @property
-    def expected(self) -> int:
-        """The last node's output: a chain counts to `size`; a join sums `size` twos, plus 1."""
-        return self.size if self.shape == "chain" else self.size * 2 + 1
-
-    def document(self) -> dict[str, Any]:
-        """The flow document: one `bench_add` node per node, one edge per dependency."""
-        edges = [(source, target) for target, sources in self.after.items() for source in sources]
-        return {
-            "schema": "crewcanvas.flow/v1",
-            "nodes": [{"id": n, "type": BenchAdd.type, "data": {"after": a}} for n, a in self.after.items()],
-            "edges": [{"id": f"e{i}", "source": s, "target": t} for i, (s, t) in enumerate(edges)],
-        }
-
-
-WORKLOADS = (
-    Workload("chain-100", "chain", 100),
-    Workload("fanout-100", "fanout", 100),
-    Workload("chain-1000", "chain", 1000),
-)
-
-
-class BenchAddData(NodeData):
-    """The upstream nodes whose outputs are summed."""
-
-    after: list[str] = []
-
-
-@register
-class BenchAdd(NodeType[BenchAddData]):
-    """A trivial node for this bench only: the sum of its upstream outputs, plus 1."""
-
-    type = "bench_add"
-    data_model = BenchAddData
-    meta = NodeMeta(label="Bench add", category="Bench", icon="add", help="Sums its inputs and adds 1.")
-
-    async def run(self, data: BenchAddData, ctx: NodeContext) -> NodeOutcome:
-        nodes = ctx.scope["nodes"]
-        return NodeOutcome(output=sum(nodes[source]["output"] for source in data.after) + 1)
-
-
-class NoServices:
-    """Ports trivial nodes never call."""
-
-    async def complete(
-        self,
-        ctx: TenantContext,
-        request: ChatRequest,
-        *,
-        provider_id: uuid.UUID | None = None,
-        meta: CallMeta | None = None,
-    ) -> LLMResult:
-        raise RuntimeError("bench nodes make no LLM calls")
-
-    def stream(
-        self,
-        ctx: TenantContext,
-        request: ChatRequest,
-        *,
-        provider_id: uuid.UUID | None = None,
-        meta: CallMeta | None = None,
-    ) -> AsyncIterator[StreamChunk]:
-        raise RuntimeError("bench nodes make no LLM calls")
-
-    async def run_saved(self, ctx: TenantContext, tool_id: uuid.UUID, arguments: Mapping[str, Any]) -> Any:
-        raise RuntimeError("bench nodes run no tools")
-
-    async def run_subflow(
-        self,
-        ctx: TenantContext,
-        flow_id: uuid.UUID,
-        version: int,
-        inputs: Mapping[str, Any],
-        *,
-        parent_execution: uuid.UUID,
-        parent_node: str,
-    ) -> dict[str, Any]:
-        raise RuntimeError("bench nodes run no subflows")
-
-
-# -- the floor --------------------------------------------------------------------------------
-
-
-async def _add(total: int) -> int:
-    return total + 1
-
-
-async def floor_run(workload: Workload) -> int:
-    """Run the graph with nothing but asyncio: in-degree counts, a task per ready node, no records."""
-    successors: dict[str, list[str]] = {node_id: [] for node_id in workload.after}
-    for node_id, sources in workload.after.items():
-        for source in sources:
-            successors[source].append(node_id)
-    waiting = {node_id: len(sources) for node_id, sources in workload.after.items()}
-    outputs: dict[str, int] = {}
-    finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def node(node_id: str) -> None:
-        outputs[node_id] = await _add(sum(outputs[source] for source in workload.after[node_id]))
-        for successor in successors[node_id]:
-            waiting[successor] -= 1
-            if waiting[successor] == 0:
-                spawn(successor)
-        if len(outputs) == len(workload.after):
-            finished.set_result(None)
-
-    def done(task: asyncio.Task[None]) -> None:
-        tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None and not finished.done():
-            finished.set_exception(task.exception())  # type: ignore[arg-type]  # checked just above
-
-    def spawn(node_id: str) -> None:
-        task = asyncio.create_task(node(node_id))
-        tasks.add(task)
-        task.add_done_callback(done)
-
-    for node_id, count in waiting.items():
-        if count == 0:
-            spawn(node_id)
-    await finished
-    return outputs[workload.last]
 
 
 # -- ours ---------------------------------------------------------------------------------------
@@ -557,8 +404,8 @@ async def profile(ours: Ours, runs: int = 5) -> None:
 async def main(args: argparse.Namespace) -> None:
     registry = load_registry()
     plans = {w.name: Plan.build(parse_document(w.document()), registry) for w in WORKLOADS}
-    no_services = NoServices()
-    engine = Engine(NodeServices(llm=no_services, tools=no_services, subflows=no_services))
+    unused: Any = None  # trivial nodes call no service
+    engine = Engine(NodeServices(llm=unused, tools=unused, subflows=unused))
     bus = MemoryEventBus()
     memory = Ours(engine, plans, bus, BusJournal(bus))
 
