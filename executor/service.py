@@ -16,6 +16,7 @@ import asyncio
 import builtins
 import contextlib
 import logging
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 FINAL = frozenset({"completed", "failed", "cancelled", "interrupted"})
 CONTROL_CHANNEL = "executions:control"
 MAX_SUBFLOW_DEPTH = 8
+#: How long a version's validation against the tenant's catalog is trusted before it is done again.
+REVALIDATE_AFTER_S = 5.0
 
 
 def channel(execution_id: uuid.UUID | str) -> str:
@@ -169,7 +172,8 @@ class ExecutionService:
             tenant_slots=TenantSlots(tenant_concurrency),
         )
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
-        self._plans: OrderedDict[uuid.UUID, tuple[FlowDocument, Plan]] = OrderedDict()
+        # Version id -> (document, plan, when it was last validated): versions never change.
+        self._plans: OrderedDict[uuid.UUID, tuple[FlowDocument, Plan, float]] = OrderedDict()
         self._closing = False
         self._control: asyncio.Task[None] | None = None
         self._control_ready = asyncio.Event()
@@ -397,20 +401,31 @@ class ExecutionService:
         await self.journal.flush()
 
     async def _plan(self, ctx: TenantContext, record: VersionRecord) -> tuple[FlowDocument, Plan]:
-        """The version's document and plan, validated against what the tenant has now."""
-        document = parse_document(record.document)
+        """The version's document and plan, validated against what the tenant has now.
+
+        A version is parsed and planned once; its validation (which reads the tenant's providers,
+        tools and flows) is reused for `REVALIDATE_AFTER_S`, so a subflow run once per item of a
+        long list does not read the whole catalog per item.
+        """
+        cached = self._plans.get(record.id)
+        now = time.monotonic()
+        if cached is not None:
+            self._plans.move_to_end(record.id)
+            document, plan, validated_at = cached
+            if now - validated_at < REVALIDATE_AFTER_S:
+                return document, plan
+        else:
+            document = parse_document(record.document)
+            plan = None  # built once the document is known to be valid
         catalog, subflows = await self.catalog.load(ctx)
         problems = validate_document(
             document, self.registry, catalog, flow_id=str(record.flow_id), subflow_graph=subflows
         )
         if problems:
             raise FlowInvalid(problems)
-        cached = self._plans.get(record.id)
-        if cached is not None:
-            self._plans.move_to_end(record.id)
-            return cached
-        plan = Plan.build(document, self.registry)
-        self._plans[record.id] = (document, plan)
+        if plan is None:
+            plan = Plan.build(document, self.registry)
+        self._plans[record.id] = (document, plan, now)
         if len(self._plans) > 256:
             self._plans.popitem(last=False)
         return document, plan
