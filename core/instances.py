@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 
@@ -54,13 +54,13 @@ class InstanceRegistry:
         async with self._db.control_session() as session:
             cutoff = now - timedelta(days=1)
             await session.execute(delete(AppInstance).where(AppInstance.heartbeat_at < cutoff))
-            session.add(
-                AppInstance(
-                    id=self.id, host=socket.gethostname()[:255], pid=os.getpid(), started_at=now, heartbeat_at=now
-                )
-            )
+            session.add(self._entry(now))
             await session.commit()
         self._task = asyncio.create_task(self._beat(), name="instance heartbeat")
+
+    def _entry(self, now: datetime) -> AppInstance:
+        host = socket.gethostname()[:255]
+        return AppInstance(id=self.id, host=host, pid=os.getpid(), started_at=now, heartbeat_at=now)
 
     async def aclose(self) -> None:
         """Stop heartbeating and remove this process's entry (its runs were ended by then)."""
@@ -94,14 +94,32 @@ class InstanceRegistry:
         host = socket.gethostname()[:255]
         return {row.id for row in rows if not (row.host == host and _gone(row.pid))} | {self.id}
 
+    async def reap(self) -> set[uuid.UUID]:
+        """Remove the entries of instances that are dead (see `live`); their ids, empty when none died.
+
+        Sweeps use it to learn cheaply whether any process died since the last look: a clean
+        stop removes its own entry, so what is left stale was a crash.
+        """
+        live = await self.live()
+        async with self._db.control_session() as session:
+            dead = set(await session.scalars(select(AppInstance.id))) - live
+            if dead:
+                await session.execute(delete(AppInstance).where(AppInstance.id.in_(dead)))
+                await session.commit()
+        return dead
+
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_s)
             try:
                 async with self._db.control_session() as session:
-                    await session.execute(
-                        update(AppInstance).where(AppInstance.id == self.id).values(heartbeat_at=utcnow())
+                    now = utcnow()
+                    result = await session.execute(
+                        update(AppInstance).where(AppInstance.id == self.id).values(heartbeat_at=now)
                     )
+                    if getattr(result, "rowcount", 1) == 0:
+                        # Reaped while it was too slow to beat (a long pause): it is alive, so register again.
+                        session.add(self._entry(now))
                     await session.commit()
             except Exception:  # the database may be briefly away: beat again next time
                 log.warning("app instance heartbeat failed; retrying in %.0f s", self.heartbeat_s, exc_info=True)

@@ -65,6 +65,8 @@ class Runners(Protocol):
 
     async def live(self) -> set[uuid.UUID]: ...
 
+    async def reap(self) -> set[uuid.UUID]: ...
+
 
 class JournalPort(Protocol):
     """Where events and node runs go (`core.journal.Journal` fits)."""
@@ -201,7 +203,9 @@ class ExecutionService:
         while True:
             await asyncio.sleep(self._sweep_every_s)
             try:
-                await self.recover()
+                # Reading every tenant's runs is only worth it once some process has died.
+                if await self.runners.reap():
+                    await self.recover()
             except Exception:  # the database may be briefly away: sweep again next time
                 log.warning("sweeping interrupted executions failed; trying again later", exc_info=True)
 

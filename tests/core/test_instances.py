@@ -9,7 +9,7 @@ import sys
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from core.executions import ExecutionStore
 from core.flow_store import FlowStore
@@ -47,6 +47,8 @@ async def test_a_sweep_interrupts_only_runs_whose_instance_stopped_heartbeating(
             await session.execute(update(AppInstance).where(AppInstance.id == one.id).values(heartbeat_at=stale))
             await session.commit()
         assert one.id not in await two.live()
+        assert await two.reap() == {one.id}  # the sweep's cheap question: did anyone die?
+        assert await two.reap() == set()
         assert await store.mark_interrupted(["acme"], live_runners=await two.live()) == 1
         assert (await store.get(admin, on_one.id)).status == "interrupted"
         assert (await store.get(admin, on_two.id)).status == "running"
@@ -100,5 +102,12 @@ async def test_the_heartbeat_keeps_an_instance_fresh(db: Database) -> None:
             row = await session.get(AppInstance, registry.id)
             assert row is not None
             assert row.heartbeat_at > utcnow() - timedelta(seconds=5)
+        # Reaped by another process during a long pause: the next beat registers it again.
+        async with db.control_session() as session:
+            await session.execute(delete(AppInstance).where(AppInstance.id == registry.id))
+            await session.commit()
+        await asyncio.sleep(0.3)
+        async with db.control_session() as session:
+            assert await session.get(AppInstance, registry.id) is not None
     finally:
         await registry.aclose()
