@@ -275,11 +275,7 @@ class ExecutionService:
         async with self.bus.subscribe(channel(execution_id)) as messages:
             if (await self.store.get(ctx, execution_id)).status in FINAL:
                 return
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout_s):
-                    async for message in messages:
-                        if str(message.get("type", "")).removeprefix("execution_") in FINAL:
-                            return
+            await _until_final(messages, timeout_s)
 
     # -- watching and stopping -------------------------------------------------------------
 
@@ -322,11 +318,7 @@ class ExecutionService:
             message = {"type": "cancel", "execution_id": str(execution_id), "tenant": ctx.tenant_slug}
             async with self.bus.subscribe(channel(execution_id)) as messages:
                 await self.bus.publish(CONTROL_CHANNEL, message)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(5):
-                        async for event in messages:
-                            if event.get("type") in {"execution_cancelled", "execution_completed", "execution_failed"}:
-                                break
+                await _until_final(messages, 5)
         return await self.store.get(ctx, execution_id)
 
     async def _listen(self) -> None:
@@ -535,6 +527,15 @@ class ExecutionService:
                 yield event
             if len(stored) < 500:
                 return
+
+
+async def _until_final(messages: AsyncIterator[dict[str, Any]], timeout_s: float) -> None:
+    """Read bus messages until a run's final event, or for `timeout_s` at most."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            async for message in messages:
+                if _is_final(str(message.get("type", ""))):
+                    return
 
 
 def _is_final(event_type: str) -> bool:
