@@ -477,15 +477,11 @@ class ExecutionService:
         seen = after_seq
         async with self.bus.subscribe(channel(execution_id)) as messages:
             # Subscribed first, read second: nothing published in between can be missed.
-            while True:
-                stored = await self.store.events(ctx, execution_id, after_seq=seen, limit=500)
-                for event in stored:
-                    seen = event.seq
-                    yield event
-                    if _is_final(event.type):
-                        return
-                if len(stored) < 500:
-                    break
+            async for event in self._replay(ctx, execution_id, seen):
+                seen = event.seq
+                yield event
+                if _is_final(event.type):
+                    return
             if (await self.store.get(ctx, execution_id)).status in FINAL:
                 # Ended with no final event stored (a process died mid-run and was swept): nothing more will come.
                 return
