@@ -38,7 +38,7 @@ def host_processes_matching(needle: str) -> list[int]:
     return found
 
 
-def _is_zombie(pid: int) -> bool:
+def is_zombie(pid: int) -> bool:
     # gVisor's ptrace stubs end as zombies of host init, which reaps them lazily:
     # they hold no memory, files or cgroup and can run nothing.
     try:
@@ -60,7 +60,7 @@ def sandbox_processes() -> list[int]:
                     pids.add(int(entry.name))
             except OSError:
                 continue
-    return sorted(pid for pid in pids if not _is_zombie(pid))
+    return sorted(pid for pid in pids if not is_zombie(pid))
 
 
 def _is_bwrap(pid: int) -> bool:

@@ -27,7 +27,7 @@ from sandbox.bwrap import BwrapBackend
 from sandbox.cgroups import CgroupLimits, Cgroups, join_argv
 from sandbox.gvisor import GVisorBackend
 from sandbox.leftovers import RunLocks, sweep_cgroups
-from tests.sandbox.helpers import host_processes_matching, wait_until_gone
+from tests.sandbox.helpers import host_processes_matching, is_zombie, wait_until_gone
 
 CHILD = Path(__file__).with_name("crash_child.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -184,8 +184,12 @@ def _groups_of(cgroups: Cgroups, run_id: str) -> list[Path]:
 
 
 def _busy(cgroups: Cgroups, run_id: str) -> bool:
+    """Whether a process of the run still lives: a zombie waiting for host init to reap it runs nothing."""
     names = {path.name for path in _groups_of(cgroups, run_id)}
-    return any((group := cgroups.existing(name)) is not None and group.pids() for name in names)
+    return any(
+        (group := cgroups.existing(name)) is not None and any(not is_zombie(pid) for pid in group.pids())
+        for name in names
+    )
 
 
 @pytest.mark.parametrize("kind", ["bwrap", "gvisor"])
