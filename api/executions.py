@@ -1,6 +1,7 @@
-"""`/api/executions/*`: list, read, cancel and watch runs (events paged, or SSE with replay and snapshot).
+"""`/api/executions/*`: list, read, cancel, retry and watch runs; resume, step and respond to paused ones.
 
-Viewers read and watch; editors cancel (checked in the services). Another tenant's
+Viewers read and watch; editors cancel, retry, resume and respond (checked in the services).
+`?status=waiting` lists the runs that wait for someone (the inbox). Another tenant's
 execution id is a 404, as for anything else in a tenant.
 """
 
@@ -10,12 +11,15 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Path, Query, status
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CurrentContext, ServicesDep
-from api.errors import IN_TENANT, responses
+from api.errors import BODY_ERRORS, IN_TENANT, responses
 from api.sse import event_stream
+from core.text import Text
+from executor.document import Json
 
 router = APIRouter(prefix="/api/executions", tags=["executions"], responses=responses(*IN_TENANT))
 
@@ -54,6 +58,62 @@ async def get_execution(execution_id: uuid.UUID, ctx: CurrentContext, services: 
              responses=responses(409))  # fmt: skip
 async def cancel_execution(execution_id: uuid.UUID, ctx: CurrentContext, services: ServicesDep) -> dict[str, Any]:
     return (await services.executions.cancel(ctx, execution_id)).as_dict()
+
+
+class Respond(BaseModel):
+    """A person's answer to a human node."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["approve", "reject", "edit"]
+    reason: Text = Field(default="", description="Why it was rejected (stored and shown in the run's error).")
+    output: Json = Field(default=None, description="For `edit`: the value the node outputs instead.")
+
+
+@router.post(
+    "/{execution_id}/retry",
+    status_code=status.HTTP_201_CREATED,
+    summary="Run a failed, cancelled or interrupted run again from its failed nodes, keeping what succeeded (editor)",
+    responses=responses(409),
+)
+async def retry_execution(
+    execution_id: uuid.UUID,
+    ctx: CurrentContext,
+    services: ServicesDep,
+    latest: bool = Query(default=False, description="Run the flow's latest version instead of the run's version."),
+) -> dict[str, Any]:
+    return (await services.executions.retry(ctx, execution_id, latest=latest)).as_dict()
+
+
+@router.post("/{execution_id}/resume", summary="Continue a run paused at breakpoints (editor)",
+             responses=responses(409))  # fmt: skip
+async def resume_execution(execution_id: uuid.UUID, ctx: CurrentContext, services: ServicesDep) -> dict[str, Any]:
+    return (await services.executions.pauses.resume(ctx, execution_id)).as_dict()
+
+
+@router.post("/{execution_id}/step", summary="Run the nodes paused at breakpoints, then pause again (editor)",
+             responses=responses(409))  # fmt: skip
+async def step_execution(execution_id: uuid.UUID, ctx: CurrentContext, services: ServicesDep) -> dict[str, Any]:
+    return (await services.executions.pauses.resume(ctx, execution_id, step=True)).as_dict()
+
+
+@router.post(
+    "/{execution_id}/nodes/{node_id}/respond",
+    summary="Approve, reject or edit at a human node that waits (editor); the run continues",
+    responses=responses(*BODY_ERRORS, 409),
+)
+async def respond(
+    execution_id: uuid.UUID,
+    node_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")],
+    body: Respond,
+    ctx: CurrentContext,
+    services: ServicesDep,
+) -> dict[str, Any]:
+    extra: dict[str, Any] = {"output": body.output} if "output" in body.model_fields_set else {}
+    record = await services.executions.pauses.respond(
+        ctx, execution_id, node_id, body.action, reason=body.reason, **extra
+    )
+    return record.as_dict()
 
 
 @router.get("/{execution_id}/events", summary="Stored events after `after`, in order (viewer)")

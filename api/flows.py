@@ -21,8 +21,10 @@ from api.errors import BODY_ERRORS, IN_TENANT, responses
 from api.sse import event_stream
 from core.flow_store import FlowRecord, VersionRecord, VersionSummary
 from core.text import JsonObject, Line, Name, Text
+from executor.document import Id, Json
 from executor.errors import FlowProblem
 from executor.flows import SavedVersion
+from executor.service import RunOptions
 
 router = APIRouter(prefix="/api/flows", tags=["flows"], responses=responses(*IN_TENANT))
 types_router = APIRouter(prefix="/api/node-types", tags=["flows"], responses=responses(*IN_TENANT))
@@ -113,6 +115,28 @@ class StartRun(BaseModel):
     version: int | None = Field(
         default=None, ge=1, le=MAX_VERSION, description="The version to run; the latest when left out."
     )
+    from_node: Id | None = Field(
+        default=None, description="Run this node and what depends on it, reusing the other nodes' stored outputs."
+    )
+    reuse_execution: uuid.UUID | None = Field(
+        default=None, description="The run whose outputs `from_node` reuses; the flow's latest run when left out."
+    )
+    overrides: dict[Id, Json] = Field(
+        default_factory=dict, max_length=100, description="Outputs used instead of running these nodes, by node id."
+    )
+    use_pins: bool = Field(default=False, description="Nodes with a pinned output emit it instead of running.")
+    breakpoints: list[Id] = Field(
+        default_factory=list, max_length=100, description="Pause before each of these nodes (resume or step on)."
+    )
+
+    def options(self) -> RunOptions:
+        return RunOptions(
+            from_node=self.from_node,
+            reuse_execution=self.reuse_execution,
+            overrides=self.overrides,
+            use_pins=self.use_pins,
+            breakpoints=tuple(dict.fromkeys(self.breakpoints)),
+        )
 
 
 class RunAndWait(StartRun):
@@ -280,13 +304,16 @@ async def export_flow(
 @router.post(
     "/{flow_id}/executions",
     status_code=status.HTTP_201_CREATED,
-    summary="Start a run (editor); follow it at /api/executions/{id}/stream",
+    summary="Start a run (editor), optionally from a node, with overrides, pins or breakpoints; "
+    "follow it at /api/executions/{id}/stream",
     responses=responses(*BODY_ERRORS, 409),
 )
 async def start_execution(
     flow_id: uuid.UUID, body: StartRun, ctx: CurrentContext, services: ServicesDep
 ) -> dict[str, Any]:
-    execution = await services.executions.start_run(ctx, flow_id, body.inputs, version=body.version)
+    execution = await services.executions.start_run(
+        ctx, flow_id, body.inputs, version=body.version, options=body.options()
+    )
     return execution.as_dict()
 
 
@@ -303,7 +330,9 @@ async def start_execution(
     },
 )
 async def run_flow(flow_id: uuid.UUID, body: RunAndWait, ctx: CurrentContext, services: ServicesDep) -> Any:
-    execution = await services.executions.start_run(ctx, flow_id, body.inputs, version=body.version)
+    execution = await services.executions.start_run(
+        ctx, flow_id, body.inputs, version=body.version, options=body.options()
+    )
     if body.stream:
         return StreamingResponse(
             event_stream(services.executions, ctx, execution.id, after_seq=0, snapshot=False),

@@ -57,10 +57,12 @@ from core.tenants import TenantService
 from db.database import Database
 from db.migrate import upgrade_control
 from executor.document import parse_document
-from executor.engine import Engine, Plan, RunRequest
+from executor.engine import Engine, RunRequest
+from executor.plan import Plan
 from executor.ports import NodeServices
+from executor.recorder import JournalPort, JournalRecorder
 from executor.registry import load_registry
-from executor.service import JournalPort, JournalRecorder, channel
+from executor.watching import channel
 
 ROOT = Path(__file__).parents[1]
 PG_ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/test")

@@ -152,6 +152,7 @@ class ExecutionRecord:
     parent_node_id: str | None
     options: dict[str, Any]
     node_runs: list[NodeRunRecord] = field(default_factory=list)
+    last_seq: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: ids as text, moments in ISO 8601, node runs included."""
@@ -172,6 +173,10 @@ class ExecutionRecord:
             "options": self.options,
             "node_runs": [run.as_dict() for run in self.node_runs],
         }
+
+    def runs_by_node(self) -> dict[str, NodeRunRecord]:
+        """The node runs keyed by node id."""
+        return {run.node_id: run for run in self.node_runs}
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +206,7 @@ def execution_record(row: Execution, node_runs: list[NodeRunRecord] | None = Non
         parent_node_id=row.parent_node_id,
         options=row.options,
         node_runs=node_runs or [],
+        last_seq=row.last_seq or 0,
     )
 
 
@@ -382,6 +388,45 @@ class ExecutionStore:
             raise InvalidInput(f"status {status!r} is not one of {list(OPEN_STATUSES)}; use finish() to end a run")
         values: dict[str, Any] = {"status": status, "finished_at": None, "error": None, "updated_at": utcnow()}
         await self._update(tenant_slug, execution_id, values)
+
+    async def move(
+        self, tenant_slug: str, execution_id: uuid.UUID, from_status: str, to_status: str, *, runner_id: uuid.UUID
+    ) -> bool:
+        """Move a run from `from_status` to an open `to_status` if it is still in `from_status`; whether it moved.
+
+        The compare-and-set that lets exactly one process take a paused run (`waiting` ->
+        `running`) and makes a pause (`running` -> `waiting`) lose to nothing."""
+        if to_status not in OPEN_STATUSES:
+            raise InvalidInput(f"status {to_status!r} is not one of {list(OPEN_STATUSES)}; use finish() to end a run")
+        values = {"status": to_status, "runner_id": runner_id, "updated_at": utcnow()}
+        async with self._db.tenant_session(tenant_slug) as session:
+            result = await session.execute(
+                update(Execution).where(Execution.id == execution_id, Execution.status == from_status).values(**values)
+            )
+            await session.commit()
+        return getattr(result, "rowcount", 0) == 1
+
+    async def answer_node(
+        self, tenant_slug: str, execution_id: uuid.UUID, node_id: str, status: str, flags: dict[str, Any]
+    ) -> str | None:
+        """Give a `waiting` node run its answer: `status` and `flags` merged in, if it still waits.
+
+        None when it did; otherwise the status the node run has (`"missing"` when there is none)."""
+        async with self._db.tenant_session(tenant_slug) as session:
+            row = await session.scalar(
+                select(NodeRun).where(NodeRun.execution_id == execution_id, NodeRun.node_id == node_id)
+            )
+            if row is None:
+                return "missing"
+            if row.status != "waiting":
+                return row.status
+            result = await session.execute(
+                update(NodeRun)
+                .where(NodeRun.id == row.id, NodeRun.status == "waiting")
+                .values(status=status, flags={**row.flags, **flags})
+            )
+            await session.commit()
+            return None if getattr(result, "rowcount", 0) == 1 else "answered"
 
     async def mark_interrupted(self, tenant_slugs: Iterable[str], *, live_runners: Collection[uuid.UUID] = ()) -> int:
         """Sweep: every `running`/`pending` run in these tenants whose runner is not live becomes `interrupted`.

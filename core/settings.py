@@ -192,6 +192,8 @@ class ExecutorSettings(EnvSettings):
 
     max_concurrency: int = Field(default=8, ge=1, le=256)
     tenant_concurrency: int = Field(default=32, ge=1, le=4096)
+    # How often each process looks for waiting nodes whose deadline passed (human nodes' respond_within_s).
+    timer_every_s: float = Field(default=2.0, gt=0, le=300)
 
 
 class AppSettings(EnvSettings):

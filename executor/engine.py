@@ -18,6 +18,15 @@ states are given (`RunRequest.given`), which is what running from a node, retryi
 resuming stand on. What happens is reported to a `Recorder` (events and node runs); the
 engine never touches storage or the bus itself.
 
+Debugging and pauses. A node with a *substitute* (a pinned output, or an override) emits
+that output when it becomes ready instead of running (`node_pinned`), taking the handles
+its type says the output takes. A node in `breakpoints` (or any node, when stepping)
+pauses before it runs, and a runner may ask to wait (a `human` node): either way the node
+is `waiting` (`node_waiting`), its branch stops there and the rest of the flow goes on
+until nothing more can run; the run then ends `waiting`. A later run of the same
+execution gives the stored states back, with `answers` for waiting nodes: `release` runs
+a paused node, `respond` hands a person's response to the node type's `answer` hook.
+
 Cancelling the task that runs `Engine.run` cancels every running node at once (an LLM
 call's connection is closed, a sandbox run is killed) and ends with `cancelled`.
 """
@@ -28,21 +37,17 @@ import asyncio
 import logging
 import uuid
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from pydantic import ValidationError
-
 from core.context import TenantContext
-from core.errors import problems_of
-from executor.document import FlowDocument, FlowEdge
-from executor.errors import ExecutorError, FlowInvalid, FlowProblem, NodeFailed, NodeTimedOut, TemplateError
+from executor.document import FlowEdge
+from executor.errors import ExecutorError, NodeFailed, NodeTimedOut, TemplateError
 from executor.expressions import evaluate
-from executor.nodes.base import NodeContext, NodeData, NodeOutcome, NodeType, NodeUsage
+from executor.nodes.base import NodeContext, NodeOutcome, NodeUsage
+from executor.plan import Plan, PlannedNode
 from executor.ports import NodeServices
-from executor.registry import Registry
 from executor.templates import render, render_value
 
 log = logging.getLogger(__name__)
@@ -66,67 +71,12 @@ class NodeState:
     finished_at: datetime | None = None
     inputs: dict[str, Any] = field(default_factory=dict)
     usage: NodeUsage = field(default_factory=NodeUsage)
+    flags: dict[str, Any] = field(default_factory=dict)  # pinned, overridden, reused_from, waiting, response
 
     @property
     def passes(self) -> bool:
         """Whether downstream nodes may use this node's output."""
         return self.status == "completed" or (self.status == "failed" and self.continued)
-
-
-@dataclass(frozen=True, slots=True)
-class PlannedNode:
-    """One node of a plan: its type, parsed data and edges."""
-
-    id: str
-    type: NodeType[Any]
-    data: NodeData
-    incoming: tuple[FlowEdge, ...]
-    outgoing: tuple[FlowEdge, ...]
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A flow version made ready to run: node data parsed, edges indexed. Build once per version."""
-
-    nodes: Mapping[str, PlannedNode]
-    order: tuple[str, ...]  # the document's order
-
-    @classmethod
-    def build(cls, document: FlowDocument, registry: Registry) -> Plan:
-        """Parse every node's data with its type; `FlowInvalid` if that fails (validate first for the rest)."""
-        problems: list[FlowProblem] = []
-        incoming: dict[str, list[FlowEdge]] = {node.id: [] for node in document.nodes}
-        outgoing: dict[str, list[FlowEdge]] = {node.id: [] for node in document.nodes}
-        for edge in document.edges:
-            if edge.source in outgoing and edge.target in incoming:
-                outgoing[edge.source].append(edge)
-                incoming[edge.target].append(edge)
-        nodes: dict[str, PlannedNode] = {}
-        for node in document.nodes:
-            try:
-                node_type = registry.get(node.type)
-                data = node_type.parse(node.data)
-            except ExecutorError as exc:
-                problems.append(FlowProblem(node.id, "type", str(exc)))
-                continue
-            except ValidationError as exc:
-                problems.extend(FlowProblem(node.id, f"data.{p.field}", p.message) for p in problems_of(exc))
-                continue
-            nodes[node.id] = PlannedNode(node.id, node_type, data, tuple(incoming[node.id]), tuple(outgoing[node.id]))
-        if problems:
-            raise FlowInvalid(problems)
-        return cls(nodes=nodes, order=tuple(node.id for node in document.nodes))
-
-    def outputs(self, states: Mapping[str, NodeState]) -> dict[str, Any]:
-        """The execution's outputs: each node with a `result_key` (the `output` nodes) that completed."""
-        result: dict[str, Any] = {}
-        for node_id in self.order:
-            node = self.nodes[node_id]
-            state = states.get(node_id)
-            key = node.type.result_key(node.data)
-            if key is not None and state is not None and state.passes:
-                result[key] = state.output
-        return result
 
 
 class Recorder(Protocol):
@@ -145,13 +95,33 @@ class RunRequest:
     execution_id: uuid.UUID
     inputs: dict[str, Any]
     given: dict[str, NodeState] = field(default_factory=dict)  # states known before the run (reused outputs)
+    substitutes: dict[str, Substitute] = field(default_factory=dict)  # emitted instead of running the node
+    breakpoints: frozenset[str] = frozenset()  # pause before these nodes
+    step: bool = False  # pause before every node but the released ones
+    answers: dict[str, Answer] = field(default_factory=dict)  # for nodes given as `waiting`
+
+
+@dataclass(frozen=True, slots=True)
+class Substitute:
+    """An output used instead of running a node: a pinned output, or an override for one run."""
+
+    output: Any
+    source: str  # "pin" | "override"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What continues a waiting node: `release` (run it: past a breakpoint) or `respond` (a person's response)."""
+
+    kind: str  # "release" | "respond"
+    response: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class RunResult:
     """How a run ended."""
 
-    status: str  # completed | failed | cancelled
+    status: str  # completed | failed | waiting
     outputs: dict[str, Any]
     error: str | None
     states: dict[str, NodeState]
@@ -223,9 +193,12 @@ class _Run:
         self.wake = asyncio.Event()
         self.failure: str | None = None
         self.bug: BaseException | None = None
+        self.released: set[str] = set()  # paused nodes that run now (past their breakpoint)
 
     async def execute(self) -> RunResult:
-        self.waiting.extend(self._initial())
+        self._answer()
+        if self.failure is None:
+            self.waiting.extend(self._initial())
         try:
             while self.failure is None and self.bug is None:
                 if len(self.waiting) == 1 and not self.tasks:
@@ -233,7 +206,7 @@ class _Run:
                     node_id = self.waiting.popleft()
                     await self._node(node_id)
                     if self.failure is None:
-                        self.waiting.extend(self._resolve(node_id))
+                        self.waiting.extend(self._advance(node_id))
                     continue
                 self._dispatch()
                 if not self.tasks:
@@ -244,20 +217,52 @@ class _Run:
                 await self.wake.wait()
         except asyncio.CancelledError:
             await self._cancel_running()
+            self._drop_waiting("cancelled")
             raise
         if self.bug is not None:
             await self._cancel_running()
             raise self.bug
         if self.failure is not None:
             await self._cancel_running()
+            self._drop_waiting("the execution failed")
             return RunResult("failed", self.plan.outputs(self.states), self.failure, self.states)
-        return RunResult("completed", self.plan.outputs(self.states), None, self.states)
+        status = "waiting" if any(state.status == "waiting" for state in self.states.values()) else "completed"
+        return RunResult(status, self.plan.outputs(self.states), None, self.states)
+
+    def _answer(self) -> None:
+        """Apply the answers for waiting nodes: released ones run again, responses go to their type's hook."""
+        for node_id, answer in self.request.answers.items():
+            state = self.states.get(node_id)
+            if state is None or state.status != "waiting":
+                continue
+            node = self.plan.nodes[node_id]
+            waiting = state.flags.pop("waiting", {})
+            if answer.kind == "release":
+                state.status = "pending"
+                self.released.add(node_id)
+                continue
+            state.flags["response"] = answer.response
+            try:
+                outcome = node.type.answer(node.data, waiting, answer.response)
+            except NodeFailed as exc:
+                self._failed(node, state, str(exc))
+                continue
+            self._complete(node, state, outcome, {"response": answer.response})
+
+    def _drop_waiting(self, why: str) -> None:
+        """The run ended without them: waiting nodes are cancelled."""
+        for node_id, state in self.states.items():
+            if state.status == "waiting":
+                state.status, state.finished_at, state.error = "cancelled", _now(), why
+                state.flags.pop("waiting", None)
+                self.recorder.event("node_failed", node_id, {"error": why, "cancelled": True})
+                self.recorder.node_run(node_id, self.plan.nodes[node_id].type.type, state)
 
     def _initial(self) -> list[str]:
         """Count each node's unresolved incoming edges; the nodes that can start now, in document order."""
         ready: list[str] = []
         for node_id in self.plan.order:
-            if self.states[node_id].status in FINAL_STATUSES:
+            if self.states[node_id].status in FINAL_STATUSES or self.states[node_id].status == "waiting":
                 continue
             node = self.plan.nodes[node_id]
             unresolved = active = 0
@@ -284,13 +289,17 @@ class _Run:
     def _settle(self, node_id: str) -> list[str]:
         """A node whose incoming edges are all resolved: ready to run, or skipped (and its skip passed on)."""
         node = self.plan.nodes[node_id]
-        if not node.incoming or self.active[node_id] > 0:
+        if not node.incoming or self.active[node_id] > 0 or node_id in self.released:
             return [node_id]
         state = self.states[node_id]
         state.status, state.finished_at = "skipped", _now()
         self.recorder.event("node_skipped", node_id, {"reason": "no incoming branch was taken"})
         self.recorder.node_run(node_id, node.type.type, state)
         return self._resolve(node_id)
+
+    def _advance(self, node_id: str) -> list[str]:
+        """After a node's turn: its successors now ready, if it reached a final state (a paused one did not)."""
+        return self._resolve(node_id) if self.states[node_id].status in FINAL_STATUSES else []
 
     def _resolve(self, node_id: str) -> list[str]:
         """A node reached a final state: update its successors; the ones now ready."""
@@ -324,7 +333,7 @@ class _Run:
         if error is not None:  # `_node` handles every error of a node: this is a bug, raised from `execute`
             self.bug = error
         elif self.failure is None:
-            self.waiting.extend(self._resolve(node_id))
+            self.waiting.extend(self._advance(node_id))
             if self.tasks or len(self.waiting) != 1:
                 self._dispatch()
         if self.failure is not None or self.bug is not None or not self.tasks:
@@ -342,6 +351,13 @@ class _Run:
         """Run one node with its policy; record what happens. Never raises but for cancellation."""
         node = self.plan.nodes[node_id]
         state = self.states[node_id]
+        substitute = self.request.substitutes.get(node_id)
+        if substitute is not None:
+            self._substitute(node, state, substitute)
+            return
+        if node_id not in self.released and (self.request.step or node_id in self.request.breakpoints):
+            self._pause(node, state, {"reason": "step" if self.request.step else "breakpoint"})
+            return
         async with self.tenant_limit:
             state.status, state.started_at = "running", _now()
             state.inputs = {
@@ -359,21 +375,52 @@ class _Run:
             except Exception as exc:  # every failure of a node ends here, stored with its message
                 self._failed(node, state, _message(exc))
                 return
+        if outcome.wait is not None:
+            self._pause(node, state, outcome.wait)
+            return
+        self._complete(node, state, outcome)
+
+    def _complete(
+        self, node: PlannedNode, state: NodeState, outcome: NodeOutcome, extra: dict[str, Any] | None = None
+    ) -> None:
         state.status, state.finished_at = "completed", _now()
         state.output, state.taken = outcome.output, outcome.taken
-        self.scope_nodes[node_id] = {"output": outcome.output}
+        self.scope_nodes[node.id] = {"output": outcome.output}
         self.recorder.event(
             "node_completed",
-            node_id,
+            node.id,
             {
                 "output": outcome.output,
                 "handles": sorted(outcome.taken) if outcome.taken is not None else None,
                 "attempts": state.attempts,
                 "duration_ms": _duration_ms(state),
                 **_usage(state.usage),
+                **(extra or {}),
             },
         )
-        self.recorder.node_run(node_id, node.type.type, state)
+        self.recorder.node_run(node.id, node.type.type, state)
+
+    def _substitute(self, node: PlannedNode, state: NodeState, substitute: Substitute) -> None:
+        """Emit a pinned or overriding output instead of running the node."""
+        now = _now()
+        state.status, state.started_at, state.finished_at = "completed", now, now
+        state.output = substitute.output
+        state.taken = node.type.handles_of(node.data, substitute.output)
+        state.flags["pinned" if substitute.source == "pin" else "overridden"] = True
+        self.scope_nodes[node.id] = {"output": substitute.output}
+        handles = sorted(state.taken) if state.taken is not None else None
+        data = {"output": substitute.output, "source": substitute.source, "handles": handles}
+        self.recorder.event("node_pinned", node.id, data)
+        self.recorder.node_run(node.id, node.type.type, state)
+
+    def _pause(self, node: PlannedNode, state: NodeState, waiting: dict[str, Any]) -> None:
+        """The node waits: for a person's response, or at a breakpoint; its branch stops here for this run."""
+        state.status = "waiting"
+        if state.started_at is None:
+            state.started_at = _now()
+        state.flags["waiting"] = waiting
+        self.recorder.event("node_waiting", node.id, waiting)
+        self.recorder.node_run(node.id, node.type.type, state)
 
     async def _attempts(self, node: PlannedNode, state: NodeState) -> NodeOutcome:
         policy = node.data.retry
@@ -432,6 +479,7 @@ class _Run:
             render_value=render_any,
             evaluate=lambda source: evaluate(source, scope),
             usage=state.usage,
+            upstream={e.source: self.states[e.source].output for e in node.incoming if self.states[e.source].passes},
         )
         try:
             if node.data.timeout_s is None:

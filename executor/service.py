@@ -19,43 +19,37 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from core.context import Role, TenantContext
 from core.errors import Conflict, InvalidInput
 from core.events import EventBus
-from core.executions import (
-    EventRecord,
-    ExecutionPage,
-    ExecutionRecord,
-    ExecutionStore,
-    NodeRunRecord,
-    NodeRunSource,
-)
+from core.executions import TERMINAL_STATUSES as FINAL
+from core.executions import EventRecord, ExecutionPage, ExecutionRecord, ExecutionStore
 from core.flow_store import FlowStore, VersionRecord
+from core.mail import Mailer
 from executor.catalog import CatalogSource
 from executor.document import FlowDocument, check_inputs, parse_document
-from executor.engine import Engine, NodeState, Plan, RunRequest, TenantSlots
+from executor.engine import Engine, RunRequest, RunResult, TenantSlots
 from executor.errors import FlowInvalid, NodeFailed
+from executor.pauses import Pauses, TimerPort, cancel_waiting, resumed_request
+from executor.plan import Plan
 from executor.ports import LLMPort, NodeServices, ToolPort
+from executor.recorder import JournalPort, JournalRecorder
 from executor.registry import Registry
+from executor.reuse import Carried, announce, changed_nodes, check_named, retry, run_from, substitutes
 from executor.validation import validate_document
+from executor.watching import channel, follow, until_final
 
 log = logging.getLogger(__name__)
 
-FINAL = frozenset({"completed", "failed", "cancelled", "interrupted"})
 CONTROL_CHANNEL = "executions:control"
 MAX_SUBFLOW_DEPTH = 8
 #: How long a version's validation against the tenant's catalog is trusted before it is done again.
 REVALIDATE_AFTER_S = 5.0
-
-
-def channel(execution_id: uuid.UUID | str) -> str:
-    """The bus channel of one execution's events."""
-    return f"executions:{execution_id}"
 
 
 class Runners(Protocol):
@@ -68,66 +62,6 @@ class Runners(Protocol):
     async def reap(self) -> set[uuid.UUID]: ...
 
 
-class JournalPort(Protocol):
-    """Where events and node runs go (`core.journal.Journal` fits)."""
-
-    def append(self, tenant_slug: str, event: EventRecord) -> None: ...
-
-    def put_node_run(self, tenant_slug: str, run: NodeRunRecord | NodeRunSource) -> None: ...
-
-    async def flush(self) -> None: ...
-
-
-class JournalRecorder:
-    """The engine's `Recorder` on the journal: numbers events gap-free and turns node states into node runs."""
-
-    def __init__(self, journal: JournalPort, tenant_slug: str, execution_id: uuid.UUID, last_seq: int = 0) -> None:
-        self.journal = journal
-        self.tenant_slug = tenant_slug
-        self.execution_id = execution_id
-        self.seq = last_seq
-
-    def event(self, type: str, node_id: str | None = None, data: dict[str, Any] | None = None) -> None:
-        self.seq += 1
-        record = EventRecord(self.execution_id, self.seq, datetime.now(UTC), type, node_id, data or {})
-        self.journal.append(self.tenant_slug, record)
-
-    def node_run(self, node_id: str, node_type: str, state: NodeState) -> None:
-        self.journal.put_node_run(self.tenant_slug, _LiveNodeRun(self.execution_id, node_id, node_type, state))
-
-
-class _LiveNodeRun:
-    """A node run as the journal reads it when it writes: the node's state at that moment, as plain data."""
-
-    __slots__ = ("execution_id", "node_id", "node_type", "state")
-
-    def __init__(self, execution_id: uuid.UUID, node_id: str, node_type: str, state: NodeState) -> None:
-        self.execution_id = execution_id
-        self.node_id = node_id
-        self.node_type = node_type
-        self.state = state
-
-    def snapshot(self) -> NodeRunRecord:
-        state = self.state
-        usage = state.usage
-        return NodeRunRecord(
-            execution_id=self.execution_id,
-            node_id=self.node_id,
-            node_type=self.node_type,
-            status=state.status,
-            inputs=dict(state.inputs),
-            output=state.output,
-            error=state.error,
-            attempts=state.attempts,
-            started_at=state.started_at,
-            finished_at=state.finished_at,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            cost_usd=usage.cost_usd,
-            flags={"continued": True} if state.continued else {},
-        )
-
-
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """A flow version ready to run: its document, plan and checked inputs."""
@@ -136,6 +70,21 @@ class Prepared:
     document: FlowDocument
     plan: Plan
     inputs: dict[str, Any]
+
+    def pins(self) -> dict[str, Any]:
+        """The pinned outputs of the version's nodes."""
+        return {node.id: node.pinned_output for node in self.document.nodes if node.pinned_output is not None}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run starts: from a node reusing an earlier run, with overrides, pins and breakpoints."""
+
+    from_node: str | None = None
+    reuse_execution: uuid.UUID | None = None  # the earlier run; the flow's latest when `from_node` is given alone
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # node id -> output used instead of running it
+    use_pins: bool = False
+    breakpoints: tuple[str, ...] = ()
 
 
 class ExecutionService:
@@ -153,10 +102,14 @@ class ExecutionService:
         llm: LLMPort,
         tools: ToolPort,
         runners: Runners,
+        timers: TimerPort,
+        mail: Mailer,
         tenant_slugs: Callable[[], Awaitable[builtins.list[str]]],
         max_concurrency: int = 8,
         tenant_concurrency: int = 32,
         sweep_every_s: float = 30.0,
+        timer_every_s: float = 2.0,
+        public_url: str = "",
     ) -> None:
         self.flows = flows
         self.store = store
@@ -179,6 +132,7 @@ class ExecutionService:
         self._closing = False
         self._control: asyncio.Task[None] | None = None
         self._control_ready = asyncio.Event()
+        self.pauses = Pauses(store, timers, mail, wake=self.wake, every_s=timer_every_s, public_url=public_url)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -187,6 +141,7 @@ class ExecutionService:
         await self.recover()
         self._control = asyncio.create_task(self._listen(), name="execution control")
         self._sweeper = asyncio.create_task(self._sweep(), name="execution sweep")
+        self.pauses.start()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._control_ready.wait(), timeout=5)
 
@@ -212,6 +167,7 @@ class ExecutionService:
     async def aclose(self) -> None:
         """Stop: runs still going are cancelled and stored as `interrupted`, so they can be retried."""
         self._closing = True
+        await self.pauses.aclose()
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -241,28 +197,126 @@ class ExecutionService:
         inputs: Mapping[str, Any] | None = None,
         *,
         version: int | None = None,
+        options: RunOptions | None = None,
     ) -> ExecutionRecord:
-        """Start an execution of `flow_id` (its latest version unless `version`); returns once it is stored."""
+        """Start an execution of `flow_id` (its latest version unless `version`); returns once it is stored.
+
+        `options` start it from a node reusing an earlier run, with overrides, pinned outputs or
+        breakpoints; without them every node runs and pins are ignored."""
         ctx.require(Role.EDITOR, "run flows")
+        options = options or RunOptions()
+        prepared = await self.prepare(ctx, flow_id, inputs or {}, version)
+        check_named(prepared.plan, options.from_node, options.overrides, options.breakpoints)
+        carried = Carried()
+        stored: dict[str, Any] = {}
+        if options.from_node is not None:
+            source = await self._source(ctx, flow_id, options.reuse_execution)
+            carried = run_from(
+                prepared.plan, source.runs_by_node(), options.from_node, source=source.id, overrides=options.overrides
+            )
+            stored = {"from_node": options.from_node, "reuse_execution": str(source.id)}
+        elif options.reuse_execution is not None:
+            raise InvalidInput("reuse_execution needs from_node: the node to run from", field="from_node")
+        else:
+            carried.substitutes = substitutes(options.overrides, {})
+        if options.use_pins:
+            pinned = {k: v for k, v in prepared.pins().items() if k not in carried.given}
+            carried.substitutes = {**substitutes({}, pinned), **carried.substitutes}
+        stored |= {
+            "overrides": dict(options.overrides),
+            "use_pins": options.use_pins,
+            "breakpoints": list(options.breakpoints),
+        }
+        return await self._launch(ctx, prepared, carried, stored, frozenset(options.breakpoints))
+
+    async def retry(self, ctx: TenantContext, execution_id: uuid.UUID, *, latest: bool = False) -> ExecutionRecord:
+        """Run a failed, cancelled or interrupted execution again from its failed nodes, keeping what succeeded.
+
+        On the version it ran, or with `latest` on the flow's latest version (where a node
+        whose definition changed runs again too). The new execution links to this one."""
+        ctx.require(Role.EDITOR, "retry runs")
+        old = await self.store.get(ctx, execution_id)
+        if old.status not in {"failed", "cancelled", "interrupted"}:
+            raise Conflict(
+                f"execution {execution_id} is {old.status}; only a failed, cancelled or interrupted run can be retried"
+            )
+        if old.flow_id is None:
+            raise Conflict(f"execution {execution_id} has no flow any more; start a new run instead")
+        prepared = await self.prepare(ctx, old.flow_id, old.inputs, None if latest else old.version)
+        changed: set[str] = set()
+        if prepared.version.version != old.version:
+            before = parse_document((await self.flows.version(ctx, old.flow_id, old.version)).document)
+            changed = changed_nodes(before, prepared.document)
+        overrides = dict(old.options.get("overrides") or {})
+        carried = retry(prepared.plan, old.runs_by_node(), source=old.id, changed=changed, overrides=overrides)
+        use_pins = bool(old.options.get("use_pins"))
+        if use_pins:
+            pinned = {k: v for k, v in prepared.pins().items() if k not in carried.given}
+            carried.substitutes = {**substitutes({}, pinned), **carried.substitutes}
+        stored = {"retry_of": str(old.id), "overrides": overrides, "use_pins": use_pins, "breakpoints": []}
+        return await self._launch(ctx, prepared, carried, stored, frozenset())
+
+    async def _launch(
+        self,
+        ctx: TenantContext,
+        prepared: Prepared,
+        carried: Carried,
+        options: dict[str, Any],
+        breakpoints: frozenset[str],
+    ) -> ExecutionRecord:
         if self._closing:
             raise Conflict("the server is shutting down; start the run again in a moment")
-        prepared = await self.prepare(ctx, flow_id, inputs or {}, version)
         execution = await self.store.create(
             ctx,
-            flow_id=flow_id,
+            flow_id=prepared.version.flow_id,
             flow_version_id=prepared.version.id,
             version=prepared.version.version,
             inputs=prepared.inputs,
-            options={},
+            options=options,
             runner_id=self.runners.id,
         )
-        task = asyncio.create_task(self._execute(ctx, execution, prepared), name=f"execution {execution.id}")
-        self._tasks[execution.id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(execution.id, None))
+        request = RunRequest(
+            ctx,
+            execution.id,
+            prepared.inputs,
+            given=carried.given,
+            substitutes=carried.substitutes,
+            breakpoints=breakpoints,
+        )
+        recorder = JournalRecorder(self.journal, ctx.tenant_slug, execution.id)
+        recorder.event(
+            "execution_started",
+            None,
+            {"flow_id": str(execution.flow_id), "version": execution.version, "inputs": prepared.inputs, **options},
+        )
+        announce(recorder, prepared.plan, carried.given)
+        self._spawn(execution.id, self._drive(ctx, execution, prepared, request, recorder))
         return execution
 
+    def _spawn(self, execution_id: uuid.UUID, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work, name=f"execution {execution_id}")
+        self._tasks[execution_id] = task
+        # Only this task's entry: a paused run may be continued by a new task before the old one is gone.
+        task.add_done_callback(
+            lambda done: self._tasks.pop(execution_id) if self._tasks.get(execution_id) is done else None
+        )
+
+    async def _source(self, ctx: TenantContext, flow_id: uuid.UUID, execution_id: uuid.UUID | None) -> ExecutionRecord:
+        """The earlier run whose outputs a run from a node reuses: the one named, or the flow's latest."""
+        if execution_id is None:
+            page = await self.store.list(ctx, flow_id=flow_id, limit=1)
+            if not page.items:
+                raise InvalidInput(
+                    "this flow has no earlier run to reuse outputs from; run the whole flow first", field="from_node"
+                )
+            execution_id = page.items[0].id
+        source = await self.store.get(ctx, execution_id)
+        if source.flow_id != flow_id:
+            raise InvalidInput(f"execution {execution_id} is a run of another flow", field="reuse_execution")
+        return source
+
     async def wait(self, ctx: TenantContext, execution_id: uuid.UUID, timeout_s: float) -> ExecutionRecord:
-        """The execution once it has ended, or as it stands after `timeout_s`."""
+        """The execution once it has ended or paused, or as it stands after `timeout_s`."""
         task = self._tasks.get(execution_id)
         if task is not None:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
@@ -273,9 +327,9 @@ class ExecutionService:
 
     async def _wait_on_bus(self, ctx: TenantContext, execution_id: uuid.UUID, timeout_s: float) -> None:
         async with self.bus.subscribe(channel(execution_id)) as messages:
-            if (await self.store.get(ctx, execution_id)).status in FINAL:
+            if (await self.store.get(ctx, execution_id)).status in FINAL | {"waiting"}:
                 return
-            await _until_final(messages, timeout_s)
+            await until_final(messages, timeout_s, stop_at_pause=True)
 
     # -- watching and stopping -------------------------------------------------------------
 
@@ -308,6 +362,9 @@ class ExecutionService:
         execution = await self.store.get(ctx, execution_id)
         if execution.status in FINAL:
             raise Conflict(f"execution {execution_id} has already ended ({execution.status}); nothing to cancel")
+        if execution.status == "waiting" and await self._take(ctx, execution_id):
+            await self._cancel_paused(ctx, execution_id)
+            return await self.store.get(ctx, execution_id)
         task = self._tasks.get(execution_id)
         if task is not None:
             task.cancel()
@@ -318,8 +375,15 @@ class ExecutionService:
             message = {"type": "cancel", "execution_id": str(execution_id), "tenant": ctx.tenant_slug}
             async with self.bus.subscribe(channel(execution_id)) as messages:
                 await self.bus.publish(CONTROL_CHANNEL, message)
-                await _until_final(messages, 5)
+                await until_final(messages, 5)
         return await self.store.get(ctx, execution_id)
+
+    async def _cancel_paused(self, ctx: TenantContext, execution_id: uuid.UUID) -> None:
+        """End a paused run taken over for cancelling: its waiting nodes are cancelled, then the run."""
+        record = await self.store.get(ctx, execution_id)
+        recorder = JournalRecorder(self.journal, ctx.tenant_slug, execution_id, record.last_seq)
+        cancel_waiting(record, recorder)
+        await self._finish(recorder, execution_id, "cancelled", error="cancelled")
 
     async def _listen(self) -> None:
         """Cancel requests from other processes, for runs of this one."""
@@ -342,27 +406,93 @@ class ExecutionService:
 
     # -- running -----------------------------------------------------------------------------
 
-    async def _execute(self, ctx: TenantContext, execution: ExecutionRecord, prepared: Prepared) -> None:
-        """Run one execution to its end and store how it ended; re-raises cancellation."""
-        recorder = JournalRecorder(self.journal, ctx.tenant_slug, execution.id)
-        recorder.event(
-            "execution_started",
-            None,
-            {"flow_id": str(execution.flow_id), "version": execution.version, "inputs": prepared.inputs},
-        )
-        request = RunRequest(ctx, execution.id, prepared.inputs)
-        try:
-            result = await self.engine.run(prepared.plan, request, recorder)
-        except asyncio.CancelledError:
-            status = "interrupted" if self._closing else "cancelled"
-            error = "the server stopped while it ran" if self._closing else "cancelled"
-            await self._finish(recorder, execution.id, status, error=error)
-            raise
-        except Exception as exc:  # a bug in the engine: the run fails, saying so, and the service goes on
-            log.exception("execution %s failed in the engine", execution.id)
-            await self._finish(recorder, execution.id, "failed", error=f"internal error: {type(exc).__name__}")
+    async def _drive(
+        self,
+        ctx: TenantContext,
+        execution: ExecutionRecord,
+        prepared: Prepared,
+        request: RunRequest,
+        recorder: JournalRecorder,
+    ) -> None:
+        """Run an execution until it ends or pauses with nobody's answer pending; store how it stopped.
+
+        Re-raises cancellation."""
+        while True:
+            before = {node_id for node_id, state in request.given.items() if state.status == "waiting"}
+            try:
+                result = await self.engine.run(prepared.plan, request, recorder)
+            except asyncio.CancelledError:
+                status = "interrupted" if self._closing else "cancelled"
+                error = "the server stopped while it ran" if self._closing else "cancelled"
+                await self._finish(recorder, execution.id, status, error=error)
+                raise
+            except Exception as exc:  # a bug in the engine: the run fails, saying so, and the service goes on
+                log.exception("execution %s failed in the engine", execution.id)
+                await self._finish(recorder, execution.id, "failed", error=f"internal error: {type(exc).__name__}")
+                return
+            if result.status != "waiting":
+                await self._finish(recorder, execution.id, result.status, outputs=result.outputs, error=result.error)
+                return
+            if not await self._pause(ctx, execution.id, prepared, recorder, result, before):
+                return
+            # Someone answered while the run went on: take the run back and continue.
+            if not await self.store.move(
+                ctx.tenant_slug, execution.id, "waiting", "running", runner_id=self.runners.id
+            ):
+                return  # another process took it first
+            record = await self.store.get(ctx, execution.id)
+            request = resumed_request(ctx, record, prepared.pins(), recorder)
+
+    async def _pause(
+        self,
+        ctx: TenantContext,
+        execution_id: uuid.UUID,
+        prepared: Prepared,
+        recorder: JournalRecorder,
+        result: RunResult,
+        before: set[str],
+    ) -> bool:
+        """Store the pause (events first, so a process that takes the run over numbers on from them).
+
+        Whether answers came in meanwhile (then the run continues here, if it can take it back)."""
+        waiting = {node_id: state for node_id, state in result.states.items() if state.status == "waiting"}
+        summary = [
+            {"node_id": node_id, "reason": state.flags.get("waiting", {}).get("reason")}
+            for node_id, state in waiting.items()
+        ]
+        recorder.event("execution_waiting", None, {"nodes": summary})
+        await self.journal.flush()
+        await self.store.move(ctx.tenant_slug, execution_id, "running", "waiting", runner_id=self.runners.id)
+        fresh = {node_id: waiting[node_id] for node_id in waiting.keys() - before}
+        await self.pauses.arm(ctx, execution_id, prepared, fresh)
+        record = await self.store.get(ctx, execution_id)
+        return any(run.status in {"answered", "released"} for run in record.node_runs)
+
+    async def wake(self, ctx: TenantContext, execution_id: uuid.UUID) -> None:
+        """Answers were stored for a run's waiting nodes: continue it here if it is paused.
+
+        If it runs elsewhere (or here), the process running it finds the answers when it would pause."""
+        if self._closing:
             return
-        await self._finish(recorder, execution.id, result.status, outputs=result.outputs, error=result.error)
+        if not await self._take(ctx, execution_id):
+            return
+        try:
+            record = await self.store.get(ctx, execution_id)
+            if record.flow_id is None or record.version is None:
+                raise Conflict(f"execution {execution_id} has no flow version any more")
+            prepared = await self.prepare(ctx, record.flow_id, record.inputs, record.version)
+        except Exception as exc:  # the flow changed under the run (deleted, a tool gone): end it, saying why
+            last_seq = (await self.store.get(ctx, execution_id)).last_seq
+            recorder = JournalRecorder(self.journal, ctx.tenant_slug, execution_id, last_seq)
+            await self._finish(recorder, execution_id, "failed", error=f"could not resume: {exc}")
+            return
+        recorder = JournalRecorder(self.journal, ctx.tenant_slug, execution_id, record.last_seq)
+        request = resumed_request(ctx, record, prepared.pins(), recorder)
+        self._spawn(execution_id, self._drive(ctx, record, prepared, request, recorder))
+
+    async def _take(self, ctx: TenantContext, execution_id: uuid.UUID) -> bool:
+        """Take a paused run over for this process (exactly one process gets it)."""
+        return await self.store.move(ctx.tenant_slug, execution_id, "waiting", "running", runner_id=self.runners.id)
 
     async def _finish(
         self,
@@ -395,6 +525,7 @@ class ExecutionService:
             data["error"] = error
         recorder.event(f"execution_{status}", None, data)
         await self.journal.flush()
+        await self.pauses.disarm(recorder.tenant_slug, execution_id)
 
     async def _plan(self, ctx: TenantContext, record: VersionRecord) -> tuple[FlowDocument, Plan]:
         """The version's document and plan, validated against what the tenant has now.
@@ -460,90 +591,21 @@ class ExecutionService:
             parent_node_id=parent_node,
             runner_id=self.runners.id,
         )
-        await self._execute(ctx, child, prepared)
+        recorder = JournalRecorder(self.journal, ctx.tenant_slug, child.id)
+        recorder.event(
+            "execution_started", None, {"flow_id": str(flow_id), "version": version, "inputs": prepared.inputs}
+        )
+        await self._drive(ctx, child, prepared, RunRequest(ctx, child.id, prepared.inputs), recorder)
         ended = await self.store.get(ctx, child.id)
         if ended.status != "completed":
             raise NodeFailed(f"subflow execution {child.id} {ended.status}: {ended.error or 'no detail'}")
         return dict(ended.outputs)
 
-    async def follow(
+    def follow(
         self, ctx: TenantContext, execution_id: uuid.UUID, *, after_seq: int = 0
     ) -> AsyncIterator[EventRecord | dict[str, Any]]:
         """Every event after `after_seq`, stored ones first, then live ones, each once; ends after the final one.
 
-        Yields `EventRecord`s; a `{"type": "heartbeat"}` dict when nothing happened for 15 s.
-        """
+        Yields `EventRecord`s; a `{"type": "heartbeat"}` dict when nothing happened for 15 s."""
         ctx.require(Role.VIEWER, "watch runs")
-        seen = after_seq
-        async with self.bus.subscribe(channel(execution_id)) as messages:
-            # Subscribed first, read second: nothing published in between can be missed.
-            async for event in self._replay(ctx, execution_id, seen):
-                seen = event.seq
-                yield event
-                if _is_final(event.type):
-                    return
-            if (await self.store.get(ctx, execution_id)).status in FINAL:
-                # Ended with no final event stored (a process died mid-run and was swept): nothing more will come.
-                return
-            iterator = aiter(messages)
-            while True:
-                try:
-                    message = await asyncio.wait_for(anext(iterator), timeout=15)
-                except TimeoutError:
-                    yield {"type": "heartbeat"}
-                    if (await self.store.get(ctx, execution_id)).status in FINAL:
-                        async for event in self._replay(ctx, execution_id, seen):
-                            yield event
-                        return
-                    continue
-                except StopAsyncIteration:
-                    return
-                if message.get("type") == "overflow" or int(message.get("seq", 0)) > seen + 1:
-                    # Fell behind the bus, or missed a message: the store has everything, in order.
-                    async for event in self._replay(ctx, execution_id, seen):
-                        seen = event.seq
-                        yield event
-                        if _is_final(event.type):
-                            return
-                    continue
-                seq = int(message.get("seq", 0))
-                if seq <= seen:
-                    continue
-                event = _event_of(message)
-                seen = event.seq
-                yield event
-                if _is_final(event.type):
-                    return
-
-    async def _replay(self, ctx: TenantContext, execution_id: uuid.UUID, after: int) -> AsyncIterator[EventRecord]:
-        while True:
-            stored = await self.store.events(ctx, execution_id, after_seq=after, limit=500)
-            for event in stored:
-                after = event.seq
-                yield event
-            if len(stored) < 500:
-                return
-
-
-async def _until_final(messages: AsyncIterator[dict[str, Any]], timeout_s: float) -> None:
-    """Read bus messages until a run's final event, or for `timeout_s` at most."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(timeout_s):
-            async for message in messages:
-                if _is_final(str(message.get("type", ""))):
-                    return
-
-
-def _is_final(event_type: str) -> bool:
-    return event_type.startswith("execution_") and event_type.removeprefix("execution_") in FINAL
-
-
-def _event_of(message: Mapping[str, Any]) -> EventRecord:
-    return EventRecord(
-        execution_id=uuid.UUID(str(message["execution_id"])),
-        seq=int(message["seq"]),
-        ts=datetime.fromisoformat(str(message["ts"])),
-        type=str(message["type"]),
-        node_id=message.get("node_id"),
-        data=dict(message.get("data") or {}),
-    )
+        return follow(self.store, self.bus, ctx, execution_id, after_seq=after_seq)

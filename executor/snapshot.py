@@ -18,7 +18,7 @@ _NODE_STATUS = {
     "node_completed": "completed",
     "node_failed": "failed",
     "node_skipped": "skipped",
-    "node_pinned": "completed",
+    "node_pinned": "pinned",
     "node_waiting": "waiting",
 }
 _FINAL = {"execution_completed", "execution_failed", "execution_cancelled", "execution_interrupted"}
@@ -48,8 +48,14 @@ class Snapshot:
             elif event.type in {"node_completed", "node_pinned"}:
                 node["output"] = data.get("output")
                 node.pop("error", None)
+                node.pop("waiting", None)
+                if data.get("reused_from"):
+                    node["reused_from"] = data["reused_from"]
+            elif event.type == "node_waiting":
+                node["waiting"] = data
             elif event.type == "node_failed":
                 node["error"] = data.get("error")
+                node.pop("waiting", None)
                 if data.get("cancelled"):
                     node["status"] = "cancelled"
             elif event.type == "node_retrying":

@@ -14,8 +14,10 @@ from core.instances import InstanceRegistry
 from core.journal import Journal
 from core.lifecycle import Component
 from core.llm.wiring import LLMStack, build_llm
+from core.mail import build_mailer
 from core.settings import AppSettings
 from core.tenants import TenantService
+from core.timers import TimerStore
 from core.tools import ToolService, ToolSettings
 from db.database import Database, private_dir
 from db.migrate import migrate_all
@@ -116,6 +118,7 @@ def build_services(settings: AppSettings) -> Services:
     journal = Journal(db, backends.bus.publish)
     catalog = CatalogSource(llm_stack.providers, tools, flow_store)
     instances = InstanceRegistry(db)
+    mailer = build_mailer(settings.mail)
 
     async def tenant_slugs() -> list[str]:
         return [tenant.slug for tenant in await tenants.list()]
@@ -130,16 +133,20 @@ def build_services(settings: AppSettings) -> Services:
         llm=llm_stack.llm,
         tools=tools,
         runners=instances,
+        timers=TimerStore(db),
+        mail=mailer,
         tenant_slugs=tenant_slugs,
         max_concurrency=settings.executor.max_concurrency,
         tenant_concurrency=settings.executor.tenant_concurrency,
+        timer_every_s=settings.executor.timer_every_s,
+        public_url=settings.base_url,
     )
     return Services(
         settings=settings,
         db=db,
         backends=backends,
         tenants=tenants,
-        identity=build_identity(settings, db, tenants, attempt_log=backends.attempt_log),
+        identity=build_identity(settings, db, tenants, attempt_log=backends.attempt_log, mailer=mailer),
         tools=tools,
         llm_stack=llm_stack,
         registry=registry,

@@ -146,3 +146,19 @@ class AppInstance(ControlBase):
     pid: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class ExecutionTimer(ControlBase):
+    """A deadline of a waiting node (a human node's `respond_within_s`); any app process fires it when due.
+
+    Kept in the control plane so one indexed query finds every tenant's due timers."""
+
+    __tablename__ = "execution_timers"
+    __table_args__ = (UniqueConstraint("tenant_slug", "execution_id", "node_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    tenant_slug: Mapped[str] = mapped_column(String(40))
+    execution_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    node_id: Mapped[str] = mapped_column(String(100))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

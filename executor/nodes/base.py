@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.context import TenantContext
 from core.text import Line
+from executor.errors import NodeFailed
 
 if TYPE_CHECKING:
     from executor.ports import NodeServices
@@ -83,6 +84,7 @@ class NodeOutcome:
 
     output: Any = None
     taken: frozenset[str] | None = None  # None: every output handle
+    wait: dict[str, Any] | None = None  # set: the node waits (for a person), with what it shows them (JSON)
 
 
 @dataclass
@@ -115,6 +117,7 @@ class NodeContext:
     render_value: Callable[[Any], Any]  # every template inside a JSON value; "{{ x }}" alone keeps x's type
     evaluate: Callable[[str], Any]  # a CEL expression against `scope`
     usage: NodeUsage = field(default_factory=NodeUsage)
+    upstream: Mapping[str, Any] = field(default_factory=dict)  # outputs of the nodes with an edge into this one
 
 
 D = TypeVar("D", bound=NodeData)
@@ -154,6 +157,16 @@ class NodeType(ABC, Generic[D]):
     def result_key(self, data: D) -> str | None:
         """The key under which this node's output becomes one of the execution's outputs (None: it does not)."""
         return None
+
+    def handles_of(self, data: D, output: Any) -> frozenset[str] | None:
+        """The output handles a given output takes (a pinned or overriding one); None: every handle."""
+        return None
+
+    def answer(self, data: D, waiting: Mapping[str, Any], response: Mapping[str, Any]) -> NodeOutcome:
+        """The outcome of a person's response to this node's wait (`waiting` is what `run` asked with).
+
+        Raise `NodeFailed` when the response ends the node (a rejection)."""
+        raise NodeFailed(f"a {self.type} node does not take responses")
 
     def check(self, data: D, catalog: Catalog) -> list[tuple[str, str]]:
         """Type-specific problems as (field, message), beyond what the model and the hooks above catch."""

@@ -38,6 +38,10 @@ class ConditionNode(NodeType[ConditionData]):
     def expressions(self, data: ConditionData) -> dict[str, str]:
         return {"expression": data.expression}
 
+    def handles_of(self, data: ConditionData, output: Any) -> frozenset[str] | None:
+        result = output.get("result") if isinstance(output, dict) else output
+        return frozenset({"true" if result is True else "false"})
+
     async def run(self, data: ConditionData, ctx: NodeContext) -> NodeOutcome:
         result = decide(ctx, data.expression, "the expression")
         return NodeOutcome(output={"result": result}, taken=frozenset({"true" if result else "false"}))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -61,6 +61,11 @@ class RouterNode(NodeType[RouterData]):
 
     def expressions(self, data: RouterData) -> dict[str, str]:
         return {f"cases.{index}.expression": case.expression for index, case in enumerate(data.cases)}
+
+    def handles_of(self, data: RouterData, output: Any) -> frozenset[str] | None:
+        route = output.get("route") if isinstance(output, dict) else output
+        names = {case.name for case in data.cases}
+        return frozenset({route if isinstance(route, str) and route in names else DEFAULT})
 
     async def run(self, data: RouterData, ctx: NodeContext) -> NodeOutcome:
         for case in data.cases:

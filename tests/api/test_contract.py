@@ -98,6 +98,9 @@ async def test_provider_and_chat_bodies_are_described_and_keys_are_write_only(cl
                 "/api/providers/{provider_id}/test",
                 "/api/flows/{flow_id}/versions/{version}/restore",
                 "/api/executions/{execution_id}/cancel",
+                "/api/executions/{execution_id}/retry",
+                "/api/executions/{execution_id}/resume",
+                "/api/executions/{execution_id}/step",
             }:
                 assert operation.get("requestBody", {}).get("required"), (method, path)
 

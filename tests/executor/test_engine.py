@@ -11,9 +11,10 @@ from pydantic import Field
 
 from core.context import Role, TenantContext
 from executor.document import parse_document
-from executor.engine import Engine, NodeState, Plan, RunRequest, TenantSlots
+from executor.engine import Engine, NodeState, RunRequest, TenantSlots
 from executor.nodes.base import NodeContext, NodeData, NodeMeta, NodeOutcome, NodeType
 from executor.nodes.condition import ConditionNode
+from executor.plan import Plan
 from executor.ports import NodeServices
 from executor.registry import Registry
 from tests.executor.conftest import edge, node
