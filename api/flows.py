@@ -135,7 +135,7 @@ class StartRun(BaseModel):
             reuse_execution=self.reuse_execution,
             overrides=self.overrides,
             use_pins=self.use_pins,
-            breakpoints=tuple(dict.fromkeys(self.breakpoints)),
+            breakpoints=tuple(self.breakpoints),
         )
 
 

@@ -37,6 +37,7 @@ import asyncio
 import logging
 import uuid
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -99,6 +100,18 @@ class RunRequest:
     breakpoints: frozenset[str] = frozenset()  # pause before these nodes
     step: bool = False  # pause before every node but the released ones
     answers: dict[str, Answer] = field(default_factory=dict)  # for nodes given as `waiting`
+    inbox: Inbox | None = None  # where answers reach the run while it goes on
+
+
+class Inbox:
+    """Hands answers to a run while it goes on (a response to one human node while other branches run)."""
+
+    def __init__(self) -> None:
+        self.run: _Run | None = None
+
+    def deliver(self, answers: Mapping[str, Answer]) -> bool:
+        """Apply `answers` now; False when the run is not going (they are applied when it continues)."""
+        return self.run is not None and self.run.deliver(answers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,11 +207,23 @@ class _Run:
         self.failure: str | None = None
         self.bug: BaseException | None = None
         self.released: set[str] = set()  # paused nodes that run now (past their breakpoint)
+        self.live = False  # the loop runs: answers can be delivered
 
     async def execute(self) -> RunResult:
         self._answer()
         if self.failure is None:
             self.waiting.extend(self._initial())
+        self.live = True
+        if self.request.inbox is not None:
+            self.request.inbox.run = self
+        try:
+            return await self._loop()
+        finally:
+            self.live = False
+            if self.request.inbox is not None:
+                self.request.inbox.run = None
+
+    async def _loop(self) -> RunResult:
         try:
             while self.failure is None and self.bug is None:
                 if len(self.waiting) == 1 and not self.tasks:
@@ -230,24 +255,47 @@ class _Run:
         return RunResult(status, self.plan.outputs(self.states), None, self.states)
 
     def _answer(self) -> None:
-        """Apply the answers for waiting nodes: released ones run again, responses go to their type's hook."""
+        """Apply the answers the run starts with."""
         for node_id, answer in self.request.answers.items():
-            state = self.states.get(node_id)
-            if state is None or state.status != "waiting":
+            self._apply(node_id, answer)
+
+    def _apply(self, node_id: str, answer: Answer) -> bool:
+        """Continue a waiting node: a released one runs again, a response goes to its type's hook.
+
+        False when the node does not wait (any more): an answer is applied once."""
+        state = self.states.get(node_id)
+        if state is None or state.status != "waiting":
+            return False
+        node = self.plan.nodes[node_id]
+        waiting = state.flags.pop("waiting", {})
+        if answer.kind == "release":
+            state.status = "pending"
+            self.released.add(node_id)
+            return True
+        state.flags["response"] = answer.response
+        try:
+            outcome = node.type.answer(node.data, waiting, answer.response)
+        except NodeFailed as exc:
+            self._failed(node, state, str(exc))
+            return True
+        self._complete(node, state, outcome, {"response": answer.response})
+        return True
+
+    def deliver(self, answers: Mapping[str, Answer]) -> bool:
+        """Answers that came while the run goes on: apply them now. False when the run is no longer going."""
+        if not self.live or self.failure is not None or self.bug is not None:
+            return False
+        for node_id, answer in answers.items():
+            if not self._apply(node_id, answer):
                 continue
-            node = self.plan.nodes[node_id]
-            waiting = state.flags.pop("waiting", {})
-            if answer.kind == "release":
-                state.status = "pending"
-                self.released.add(node_id)
-                continue
-            state.flags["response"] = answer.response
-            try:
-                outcome = node.type.answer(node.data, waiting, answer.response)
-            except NodeFailed as exc:
-                self._failed(node, state, str(exc))
-                continue
-            self._complete(node, state, outcome, {"response": answer.response})
+            if self.states[node_id].status == "pending":
+                self.waiting.append(node_id)
+            elif self.failure is None:
+                self.waiting.extend(self._advance(node_id))
+        if self.failure is None and self.tasks:
+            self._dispatch()
+        self.wake.set()
+        return True
 
     def _drop_waiting(self, why: str) -> None:
         """The run ended without them: waiting nodes are cancelled."""

@@ -33,7 +33,7 @@ from executor.recorder import state_of
 from executor.reuse import substitutes
 
 if TYPE_CHECKING:
-    from executor.service import Prepared
+    from executor.versions import Prepared
 
 log = logging.getLogger(__name__)
 
@@ -227,25 +227,34 @@ class Pauses:
                 log.warning("could not mail %s about execution %s: %s", address, execution_id, exc)
 
 
+def answers_of(record: ExecutionRecord) -> tuple[dict[str, Answer], bool]:
+    """The stored answers of a run's waiting nodes, and whether one of them is a step."""
+    answers: dict[str, Answer] = {}
+    step = False
+    for run in record.node_runs:
+        if run.status == "answered":
+            answers[run.node_id] = Answer("respond", dict(run.flags.get("response") or {}))
+        elif run.status == "released":
+            release = dict(run.flags.get("release") or {})
+            step = step or bool(release.get("step"))
+            answers[run.node_id] = Answer("release", release)
+    return answers, step
+
+
 def resumed_request(
     ctx: TenantContext, record: ExecutionRecord, pins: Mapping[str, Any], recorder: Recorder
 ) -> RunRequest:
     """The request that continues a paused run from its stored node runs and their answers."""
+    answers, step = answers_of(record)
     given: dict[str, NodeState] = {}
-    answers: dict[str, Answer] = {}
-    step = False
     for run in record.node_runs:
         if run.status in {"pending", "running"}:
             continue
         state = state_of(run)
-        if run.status == "answered":
+        if run.node_id in answers:
             state.status = "waiting"
-            answers[run.node_id] = Answer("respond", dict(state.flags.pop("response", {})))
-        elif run.status == "released":
-            state.status = "waiting"
-            release = state.flags.pop("release", {})
-            step = step or bool(release.get("step"))
-            answers[run.node_id] = Answer("release", dict(release))
+            state.flags.pop("response", None)
+            state.flags.pop("release", None)
         given[run.node_id] = state
     options = record.options
     pinned = pins if options.get("use_pins") else {}

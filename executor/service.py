@@ -16,9 +16,7 @@ import asyncio
 import builtins
 import contextlib
 import logging
-import time
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,27 +27,24 @@ from core.errors import Conflict, InvalidInput
 from core.events import EventBus
 from core.executions import TERMINAL_STATUSES as FINAL
 from core.executions import EventRecord, ExecutionPage, ExecutionRecord, ExecutionStore
-from core.flow_store import FlowStore, VersionRecord
+from core.flow_store import FlowStore
 from core.mail import Mailer
 from executor.catalog import CatalogSource
-from executor.document import FlowDocument, check_inputs, parse_document
-from executor.engine import Engine, RunRequest, RunResult, TenantSlots
+from executor.document import parse_document
+from executor.engine import Engine, Inbox, RunRequest, RunResult, TenantSlots
 from executor.errors import FlowInvalid, NodeFailed
-from executor.pauses import Pauses, TimerPort, cancel_waiting, resumed_request
-from executor.plan import Plan
+from executor.pauses import Pauses, TimerPort, answers_of, cancel_waiting, resumed_request
 from executor.ports import LLMPort, NodeServices, ToolPort
 from executor.recorder import JournalPort, JournalRecorder
 from executor.registry import Registry
 from executor.reuse import Carried, announce, changed_nodes, check_named, retry, run_from, substitutes
-from executor.validation import validate_document
+from executor.versions import Prepared, VersionPlans
 from executor.watching import channel, follow, until_final
 
 log = logging.getLogger(__name__)
 
 CONTROL_CHANNEL = "executions:control"
 MAX_SUBFLOW_DEPTH = 8
-#: How long a version's validation against the tenant's catalog is trusted before it is done again.
-REVALIDATE_AFTER_S = 5.0
 
 
 class Runners(Protocol):
@@ -60,20 +55,6 @@ class Runners(Protocol):
     async def live(self) -> set[uuid.UUID]: ...
 
     async def reap(self) -> set[uuid.UUID]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A flow version ready to run: its document, plan and checked inputs."""
-
-    version: VersionRecord
-    document: FlowDocument
-    plan: Plan
-    inputs: dict[str, Any]
-
-    def pins(self) -> dict[str, Any]:
-        """The pinned outputs of the version's nodes."""
-        return {node.id: node.pinned_output for node in self.document.nodes if node.pinned_output is not None}
 
 
 @dataclass(frozen=True)
@@ -116,7 +97,7 @@ class ExecutionService:
         self.journal = journal
         self.bus = bus
         self.registry = registry
-        self.catalog = catalog
+        self.versions = VersionPlans(flows, registry, catalog)
         self.runners = runners
         self._tenant_slugs = tenant_slugs
         self._sweep_every_s = sweep_every_s
@@ -127,8 +108,8 @@ class ExecutionService:
             tenant_slots=TenantSlots(tenant_concurrency),
         )
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._inboxes: dict[uuid.UUID, tuple[TenantContext, Inbox]] = {}  # runs going on here, for answers
         # Version id -> (document, plan, when it was last validated): versions never change.
-        self._plans: OrderedDict[uuid.UUID, tuple[FlowDocument, Plan, float]] = OrderedDict()
         self._closing = False
         self._control: asyncio.Task[None] | None = None
         self._control_ready = asyncio.Event()
@@ -186,9 +167,7 @@ class ExecutionService:
         self, ctx: TenantContext, flow_id: uuid.UUID, inputs: Mapping[str, Any], version: int | None = None
     ) -> Prepared:
         """Load and validate a version and check `inputs` against it; `FlowInvalid` or `InvalidInput` if wrong."""
-        record = await self.flows.version(ctx, flow_id, version)
-        document, plan = await self._plan(ctx, record)
-        return Prepared(record, document, plan, check_inputs(document, inputs))
+        return await self.versions.prepare(ctx, flow_id, inputs, version)
 
     async def start_run(
         self,
@@ -225,7 +204,7 @@ class ExecutionService:
         stored |= {
             "overrides": dict(options.overrides),
             "use_pins": options.use_pins,
-            "breakpoints": list(options.breakpoints),
+            "breakpoints": list(dict.fromkeys(options.breakpoints)),
         }
         return await self._launch(ctx, prepared, carried, stored, frozenset(options.breakpoints))
 
@@ -386,17 +365,17 @@ class ExecutionService:
         await self._finish(recorder, execution_id, "cancelled", error="cancelled")
 
     async def _listen(self) -> None:
-        """Cancel requests from other processes, for runs of this one."""
+        """Cancel requests and answers (wake) from other processes, for runs of this one."""
         while True:
             try:
                 async with self.bus.subscribe(CONTROL_CHANNEL) as messages:
                     self._control_ready.set()
                     async for message in messages:
-                        if message.get("type") != "cancel":
-                            continue
                         with contextlib.suppress(ValueError, TypeError):
-                            task = self._tasks.get(uuid.UUID(str(message.get("execution_id"))))
-                            if task is not None:
+                            execution_id = uuid.UUID(str(message.get("execution_id")))
+                            if message.get("type") == "wake":
+                                await self._deliver(execution_id)
+                            elif message.get("type") == "cancel" and (task := self._tasks.get(execution_id)):
                                 task.cancel()
             except asyncio.CancelledError:
                 raise
@@ -419,6 +398,8 @@ class ExecutionService:
         Re-raises cancellation."""
         while True:
             before = {node_id for node_id, state in request.given.items() if state.status == "waiting"}
+            request.inbox = Inbox()
+            self._inboxes[execution.id] = (ctx, request.inbox)
             try:
                 result = await self.engine.run(prepared.plan, request, recorder)
             except asyncio.CancelledError:
@@ -430,6 +411,8 @@ class ExecutionService:
                 log.exception("execution %s failed in the engine", execution.id)
                 await self._finish(recorder, execution.id, "failed", error=f"internal error: {type(exc).__name__}")
                 return
+            finally:
+                self._inboxes.pop(execution.id, None)
             if result.status != "waiting":
                 await self._finish(recorder, execution.id, result.status, outputs=result.outputs, error=result.error)
                 return
@@ -471,10 +454,13 @@ class ExecutionService:
     async def wake(self, ctx: TenantContext, execution_id: uuid.UUID) -> None:
         """Answers were stored for a run's waiting nodes: continue it here if it is paused.
 
-        If it runs elsewhere (or here), the process running it finds the answers when it would pause."""
+        A run that goes on (other branches still run) gets them at once from the process running
+        it; whatever is missed there is found when that run would pause, so nothing is lost."""
         if self._closing:
             return
         if not await self._take(ctx, execution_id):
+            if not await self._deliver(execution_id):
+                await self.bus.publish(CONTROL_CHANNEL, {"type": "wake", "execution_id": str(execution_id)})
             return
         try:
             record = await self.store.get(ctx, execution_id)
@@ -489,6 +475,17 @@ class ExecutionService:
         recorder = JournalRecorder(self.journal, ctx.tenant_slug, execution_id, record.last_seq)
         request = resumed_request(ctx, record, prepared.pins(), recorder)
         self._spawn(execution_id, self._drive(ctx, record, prepared, request, recorder))
+
+    async def _deliver(self, execution_id: uuid.UUID) -> bool:
+        """Hand the stored answers to the run if this process runs it; whether it does."""
+        entry = self._inboxes.get(execution_id)
+        if entry is None:
+            return False
+        ctx, inbox = entry
+        answers, step = answers_of(await self.store.get(ctx, execution_id))
+        if not step:  # stepping changes how the run goes on: that waits until it pauses
+            inbox.deliver(answers)
+        return True
 
     async def _take(self, ctx: TenantContext, execution_id: uuid.UUID) -> bool:
         """Take a paused run over for this process (exactly one process gets it)."""
@@ -526,36 +523,6 @@ class ExecutionService:
         recorder.event(f"execution_{status}", None, data)
         await self.journal.flush()
         await self.pauses.disarm(recorder.tenant_slug, execution_id)
-
-    async def _plan(self, ctx: TenantContext, record: VersionRecord) -> tuple[FlowDocument, Plan]:
-        """The version's document and plan, validated against what the tenant has now.
-
-        A version is parsed and planned once; its validation (which reads the tenant's providers,
-        tools and flows) is reused for `REVALIDATE_AFTER_S`, so a subflow run once per item of a
-        long list does not read the whole catalog per item.
-        """
-        cached = self._plans.get(record.id)
-        now = time.monotonic()
-        if cached is not None:
-            self._plans.move_to_end(record.id)
-            document, plan, validated_at = cached
-            if now - validated_at < REVALIDATE_AFTER_S:
-                return document, plan
-        else:
-            document = parse_document(record.document)
-            plan = None  # built once the document is known to be valid
-        catalog, subflows = await self.catalog.load(ctx)
-        problems = validate_document(
-            document, self.registry, catalog, flow_id=str(record.flow_id), subflow_graph=subflows
-        )
-        if problems:
-            raise FlowInvalid(problems)
-        if plan is None:
-            plan = Plan.build(document, self.registry)
-        self._plans[record.id] = (document, plan, now)
-        if len(self._plans) > 256:
-            self._plans.popitem(last=False)
-        return document, plan
 
     # -- SubflowPort -------------------------------------------------------------------------
 
@@ -597,6 +564,13 @@ class ExecutionService:
         )
         await self._drive(ctx, child, prepared, RunRequest(ctx, child.id, prepared.inputs), recorder)
         ended = await self.store.get(ctx, child.id)
+        if ended.status == "waiting" and await self._take(ctx, child.id):
+            # A subflow runs inside its parent's node, which cannot wait for days: the child ends here.
+            await self._cancel_paused(ctx, child.id)
+            raise NodeFailed(
+                f"subflow execution {child.id} paused (a human node or a breakpoint); "
+                "pauses work only in the flow a run starts with, not inside a subflow"
+            )
         if ended.status != "completed":
             raise NodeFailed(f"subflow execution {child.id} {ended.status}: {ended.error or 'no detail'}")
         return dict(ended.outputs)

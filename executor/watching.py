@@ -19,6 +19,9 @@ from core.events import EventBus
 from core.executions import TERMINAL_STATUSES as FINAL
 from core.executions import EventRecord, ExecutionStore
 
+HEARTBEAT_S = 15.0
+ENDING_GRACE_S = 2.0
+
 
 def channel(execution_id: uuid.UUID | str) -> str:
     """The bus channel of one execution's events."""
@@ -30,7 +33,7 @@ async def follow(
 ) -> AsyncIterator[EventRecord | dict[str, Any]]:
     """Every event after `after_seq`, stored ones first, then live ones, each once; ends after the final one.
 
-    Yields `EventRecord`s; a `{"type": "heartbeat"}` dict when nothing happened for 15 s.
+    Yields `EventRecord`s; a `{"type": "heartbeat"}` dict when nothing happened for `HEARTBEAT_S`.
     """
     seen = after_seq
     async with bus.subscribe(channel(execution_id)) as messages:
@@ -40,15 +43,17 @@ async def follow(
             yield event
             if is_final(event.type):
                 return
-        if (await store.get(ctx, execution_id)).status in FINAL:
-            # Ended with no final event stored (a process died mid-run and was swept): nothing more will come.
-            return
+        # The status is stored just before the final event: a run that ended a moment ago has its final
+        # event on the way, so wait for it briefly; one that ended without one (its process died between
+        # the two) gets nothing more.
+        wait_s = ENDING_GRACE_S if (await store.get(ctx, execution_id)).status in FINAL else HEARTBEAT_S
         iterator = aiter(messages)
         while True:
             try:
-                message = await asyncio.wait_for(anext(iterator), timeout=15)
+                message = await asyncio.wait_for(anext(iterator), timeout=wait_s)
             except TimeoutError:
-                yield {"type": "heartbeat"}
+                if wait_s == HEARTBEAT_S:
+                    yield {"type": "heartbeat"}
                 if (await store.get(ctx, execution_id)).status in FINAL:
                     async for event in _replay(store, ctx, execution_id, seen):
                         yield event

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,9 +12,9 @@ import pytest
 from core.errors import Conflict, InvalidInput
 from core.executions import ExecutionRecord
 from executor.service import RunOptions
-from tests.executor.conftest import World, document, edge, node
+from tests.executor.conftest import World, document, edge, make_world, node, started_services
 from tests.executor.test_execution import events_of, kinds
-from tests.fixtures.llm_server import Reply
+from tests.fixtures.llm_server import Reply, ScriptedLLMServer
 
 TOPIC = [{"name": "topic", "type": "string"}]
 
@@ -306,3 +307,72 @@ async def wait_for_status(world: World, execution_id: uuid.UUID, status: str, *,
             if resumes >= after_resumes and record.status == status and events[-1].type == f"execution_{status}":
                 return record
             await asyncio.sleep(0.05)
+
+
+async def test_a_response_reaches_a_run_whose_other_branch_still_runs(world: World) -> None:
+    """in -> (ask: human -> after) and (wait: slow tool): the approval continues its branch at once."""
+    flow = document(
+        [
+            node("in", "input"),
+            node("ask", "human", prompt="Go on?", value="{{ inputs.topic }}"),
+            node("after", "output", name="after", value="{{ nodes.ask.output }}"),
+            node("wait", "tool", tool_id=world.slow_tool, arguments={"seconds": 3}),
+            node("slept", "output", name="slept", value="{{ nodes.wait.output.slept }}"),
+        ],
+        [edge("in", "ask"), edge("ask", "after"), edge("in", "wait"), edge("wait", "slept")],
+        TOPIC,
+    )
+    saved = await world.flow(flow)
+    started = await world.services.executions.start_run(world.editor, saved.version.flow_id, {"topic": "owls"})
+    await until_node(world, started.id, "ask", "waiting")
+
+    await world.services.executions.pauses.respond(world.editor, started.id, "ask", "approve")
+    await until_node(world, started.id, "after", "completed")  # while the slow tool still runs:
+    assert runs(await world.services.executions.get(world.editor, started.id))["wait"].status == "running"
+
+    ended = await world.services.executions.wait(world.editor, started.id, 30)
+    assert ended.status == "completed", ended.error
+    assert ended.outputs == {"after": "owls", "slept": 3}
+    assert "execution_waiting" not in kinds(await events_of(world, started.id))
+
+
+async def until_node(world: World, execution_id: uuid.UUID, node_id: str, status: str) -> None:
+    """Return once the node's stored run has `status` (10 s at most)."""
+    async with asyncio.timeout(10):
+        while True:
+            run = runs(await world.services.executions.get(world.editor, execution_id)).get(node_id)
+            if run is not None and run.status == status:
+                return
+            await asyncio.sleep(0.05)
+
+
+async def test_a_response_given_to_another_replica_reaches_the_replica_running_the_flow(
+    db_url: str, tmp_path: Path, llm_server: ScriptedLLMServer
+) -> None:
+    """Two app processes on one database and Redis: B stores the answer and wakes A, which runs the flow."""
+    first = await started_services(tmp_path, db_url, "redis")
+    second = await started_services(tmp_path, db_url, "redis")
+    try:
+        world = await make_world(first, llm_server)
+        flow = document(
+            [
+                node("in", "input"),
+                node("ask", "human", prompt="Go on?"),
+                node("after", "output", name="after", value="{{ nodes.ask.output }}"),
+                node("wait", "tool", tool_id=world.slow_tool, arguments={"seconds": 3}),
+            ],
+            [edge("in", "ask"), edge("ask", "after"), edge("in", "wait")],
+        )
+        saved = await world.flow(flow)
+        started = await first.executions.start_run(world.editor, saved.version.flow_id, {})
+        await until_node(world, started.id, "ask", "waiting")
+
+        await second.executions.pauses.respond(world.editor, started.id, "ask", "edit", output="from B")
+
+        await until_node(world, started.id, "after", "completed")
+        assert runs(await first.executions.get(world.editor, started.id))["wait"].status == "running"
+        ended = await first.executions.wait(world.editor, started.id, 30)
+        assert ended.outputs == {"after": "from B"}
+    finally:
+        await second.aclose()
+        await first.aclose()
