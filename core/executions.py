@@ -428,6 +428,28 @@ class ExecutionStore:
             await session.commit()
             return None if getattr(result, "rowcount", 0) == 1 else "answered"
 
+    async def answered_while_paused(self, tenant_slugs: Iterable[str]) -> dict[str, builtins.list[uuid.UUID]]:
+        """Per tenant, paused runs with an answer stored on a waiting node that nobody took up yet.
+
+        A tenant whose storage is missing or broken is skipped and logged."""
+        found: dict[str, builtins.list[uuid.UUID]] = {}
+        query = (
+            select(Execution.id)
+            .join(NodeRun, NodeRun.execution_id == Execution.id)
+            .where(Execution.status == "waiting", NodeRun.status.in_(("answered", "released")))
+            .distinct()
+        )
+        for slug in tenant_slugs:
+            try:
+                async with self._db.tenant_session(slug) as session:
+                    ids = list(await session.scalars(query))
+            except (TenantStorageMissing, SQLAlchemyError) as exc:
+                log.error("could not look for answered runs of tenant %s: %s", slug, type(exc).__name__)
+                continue
+            if ids:
+                found[slug] = ids
+        return found
+
     async def mark_interrupted(self, tenant_slugs: Iterable[str], *, live_runners: Collection[uuid.UUID] = ()) -> int:
         """Sweep: every `running`/`pending` run in these tenants whose runner is not live becomes `interrupted`.
 

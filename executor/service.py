@@ -85,7 +85,7 @@ class ExecutionService:
         runners: Runners,
         timers: TimerPort,
         mail: Mailer,
-        tenant_slugs: Callable[[], Awaitable[builtins.list[str]]],
+        tenants: Callable[[], Awaitable[dict[str, uuid.UUID]]],
         max_concurrency: int = 8,
         tenant_concurrency: int = 32,
         sweep_every_s: float = 30.0,
@@ -99,7 +99,7 @@ class ExecutionService:
         self.registry = registry
         self.versions = VersionPlans(flows, registry, catalog)
         self.runners = runners
-        self._tenant_slugs = tenant_slugs
+        self._tenants = tenants  # slug -> id of every tenant
         self._sweep_every_s = sweep_every_s
         self._sweeper: asyncio.Task[None] | None = None
         self.engine = Engine(
@@ -127,11 +127,18 @@ class ExecutionService:
             await asyncio.wait_for(self._control_ready.wait(), timeout=5)
 
     async def recover(self) -> int:
-        """Runs whose process stopped (no heartbeat) become `interrupted`, their events and node runs kept."""
+        """Runs whose process stopped (no heartbeat) become `interrupted`, their events and node runs kept.
+
+        Paused runs with an answer stored but never taken up (the process that took the answer
+        stopped before it woke the run) continue here."""
         live = await self.runners.live()
-        count = await self.store.mark_interrupted(await self._tenant_slugs(), live_runners=live)
+        tenants = await self._tenants()
+        count = await self.store.mark_interrupted(tenants, live_runners=live)
         if count:
             log.warning("marked %d execution(s) of stopped processes as interrupted", count)
+        for slug, stranded in (await self.store.answered_while_paused(tenants)).items():
+            for execution_id in stranded:
+                await self.wake(TenantContext(tenants[slug], slug, None, Role.EDITOR), execution_id)
         return count
 
     async def _sweep(self) -> None:

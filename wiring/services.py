@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,8 +121,8 @@ def build_services(settings: AppSettings) -> Services:
     instances = InstanceRegistry(db)
     mailer = build_mailer(settings.mail)
 
-    async def tenant_slugs() -> list[str]:
-        return [tenant.slug for tenant in await tenants.list()]
+    async def tenant_ids() -> dict[str, uuid.UUID]:
+        return {tenant.slug: tenant.id for tenant in await tenants.list()}
 
     executions = ExecutionService(
         flows=flow_store,
@@ -135,7 +136,7 @@ def build_services(settings: AppSettings) -> Services:
         runners=instances,
         timers=TimerStore(db),
         mail=mailer,
-        tenant_slugs=tenant_slugs,
+        tenants=tenant_ids,
         max_concurrency=settings.executor.max_concurrency,
         tenant_concurrency=settings.executor.tenant_concurrency,
         timer_every_s=settings.executor.timer_every_s,

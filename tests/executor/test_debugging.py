@@ -376,3 +376,33 @@ async def test_a_response_given_to_another_replica_reaches_the_replica_running_t
     finally:
         await second.aclose()
         await first.aclose()
+
+
+async def test_a_stored_answer_whose_process_stopped_before_waking_the_run_is_taken_up_on_restart(
+    db_url: str, tmp_path: Path, llm_server: ScriptedLLMServer
+) -> None:
+    services = await started_services(tmp_path, db_url)
+    try:
+        world = await make_world(services, llm_server)
+        flow = document(
+            [node("in", "input"), node("ask", "human"), node("out", "output", value="{{ nodes.ask.output }}")],
+            [edge("in", "ask"), edge("ask", "out")],
+        )
+        paused = await world.run(flow)
+        assert paused.status == "waiting"
+        # The answer is stored, as `respond` stores it, but the process stops before it wakes the run.
+        response = {"action": "edit", "by": str(world.editor.user_id), "at": "2026-12-03T00:00:00+00:00", "output": 7}
+        stored = await services.executions.store.answer_node(
+            "acme", paused.id, "ask", "answered", {"response": response}
+        )
+        assert stored is None
+    finally:
+        await services.aclose()
+
+    restarted = await started_services(tmp_path, db_url)
+    try:
+        ended = await restarted.executions.wait(world.editor, paused.id, 30)
+        assert ended.status == "completed", ended.error
+        assert ended.outputs == {"result": 7}
+    finally:
+        await restarted.aclose()
