@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "interrupted"})
 #: Statuses a run left behind by a dead process can have; the start-up sweep interrupts them.
 LIVE_STATUSES = ("running", "pending")
+#: Statuses of a node that waits, or whose answer is not yet taken up, in a paused run.
+PAUSED_NODE_STATUSES = ("waiting", "answered", "released")
 #: Statuses of a run that is not over.
 OPEN_STATUSES = ("pending", "running", "waiting")
 INTERRUPTED_ERROR = "the process running it stopped"
@@ -491,7 +493,7 @@ class ExecutionStore:
             )
             await session.execute(
                 update(NodeRun)
-                .where(NodeRun.execution_id.in_(ids), NodeRun.status.in_(LIVE_STATUSES))
+                .where(NodeRun.execution_id.in_(ids), NodeRun.status.in_((*LIVE_STATUSES, *PAUSED_NODE_STATUSES)))
                 .values(status="interrupted", finished_at=now)
             )
             # The events table, not `last_seq`, says which seq is next: it is the durable truth.

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from core.context import Role, TenantContext
 from core.errors import Conflict, CoreError, InvalidInput
-from core.executions import ExecutionRecord, ExecutionStore, NodeRunRecord
+from core.executions import PAUSED_NODE_STATUSES, ExecutionRecord, ExecutionStore, NodeRunRecord
 from core.mail import Mailer, MailMessage
 from core.timers import Timer
 from executor.engine import Answer, NodeState, Recorder, RunRequest
@@ -276,7 +276,7 @@ def resumed_request(
 def cancel_waiting(record: ExecutionRecord, recorder: Recorder) -> None:
     """Record every waiting (or answered, not yet continued) node of a paused run as cancelled."""
     for run in record.node_runs:
-        if run.status in {"waiting", "answered", "released"}:
+        if run.status in PAUSED_NODE_STATUSES:
             state = state_of(run)
             state.status, state.error, state.finished_at = "cancelled", "cancelled", datetime.now(UTC)
             for key in ("waiting", "release", "response"):
