@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from core.context import Role, TenantContext
 from core.errors import Conflict, CoreError, InvalidInput
-from core.executions import PAUSED_NODE_STATUSES, ExecutionRecord, ExecutionStore, NodeRunRecord
+from core.executions import PAUSED_NODE_STATUSES, TERMINAL_STATUSES, ExecutionRecord, ExecutionStore, NodeRunRecord
 from core.mail import Mailer, MailMessage
 from core.timers import Timer
 from executor.engine import Answer, NodeState, Recorder, RunRequest
@@ -104,7 +104,7 @@ class Pauses:
     ) -> ExecutionRecord:
         """A person's `approve`, `reject` (with a reason) or `edit` (with the replacement output) for a human node."""
         ctx.require(Role.EDITOR, "respond to waiting runs")
-        record = await self.store.get(ctx, execution_id)
+        record = await self._open(ctx, execution_id)
         run = record.runs_by_node().get(node_id)
         waiting = _waiting(run)
         if run is None or waiting.get("reason") != "human":
@@ -126,7 +126,7 @@ class Pauses:
     async def resume(self, ctx: TenantContext, execution_id: uuid.UUID, *, step: bool = False) -> ExecutionRecord:
         """Run the nodes paused at breakpoints; with `step`, pause again before the nodes after them."""
         ctx.require(Role.EDITOR, "resume runs")
-        record = await self.store.get(ctx, execution_id)
+        record = await self._open(ctx, execution_id)
         paused = [run for run in record.node_runs if _waiting(run).get("reason") in {"breakpoint", "step"}]
         if not paused:
             asking = [run.node_id for run in record.node_runs if _waiting(run).get("reason") == "human"]
@@ -141,6 +141,13 @@ class Pauses:
             await self._answer(ctx, execution_id, run.node_id, "released", {"release": release}, wake=False)
         await self._wake(ctx, execution_id)
         return await self.store.get(ctx, execution_id)
+
+    async def _open(self, ctx: TenantContext, execution_id: uuid.UUID) -> ExecutionRecord:
+        """The run, if it has not ended (an ended run takes no answers)."""
+        record = await self.store.get(ctx, execution_id)
+        if record.status in TERMINAL_STATUSES:
+            raise Conflict(f"execution {execution_id} has ended ({record.status}); it takes no answers")
+        return record
 
     async def _answer(
         self,

@@ -475,8 +475,9 @@ class ExecutionService:
                 raise Conflict(f"execution {execution_id} has no flow version any more")
             prepared = await self.prepare(ctx, record.flow_id, record.inputs, record.version)
         except Exception as exc:  # the flow changed under the run (deleted, a tool gone): end it, saying why
-            last_seq = (await self.store.get(ctx, execution_id)).last_seq
-            recorder = JournalRecorder(self.journal, ctx.tenant_slug, execution_id, last_seq)
+            record = await self.store.get(ctx, execution_id)
+            recorder = JournalRecorder(self.journal, ctx.tenant_slug, execution_id, record.last_seq)
+            cancel_waiting(record, recorder)
             await self._finish(recorder, execution_id, "failed", error=f"could not resume: {exc}")
             return
         recorder = JournalRecorder(self.journal, ctx.tenant_slug, execution_id, record.last_seq)

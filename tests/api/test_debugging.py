@@ -343,7 +343,7 @@ async def test_a_breakpoint_pauses_the_run_then_step_and_resume_finish_it(client
     for action in ("resume", "step"):
         again = await client.post(f"{base}/{action}", headers=owner.headers)
         assert again.status_code == 409, again.text
-        assert "not paused at a breakpoint" in again.json()["detail"]
+        assert "has ended (completed)" in again.json()["detail"]
 
 
 # -- retry -----------------------------------------------------------------------------------------

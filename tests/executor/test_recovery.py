@@ -10,7 +10,10 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
+
 from core.context import Role, TenantContext
+from core.errors import Conflict
 from tests.api.conftest import identity_settings
 from tests.fixtures.llm_server import Reply, ScriptedLLMServer
 from wiring.services import build_services
@@ -60,5 +63,95 @@ async def test_a_run_of_a_killed_process_is_interrupted_after_restart_with_its_e
         # A watcher that comes now is told the run ended, and is not left waiting.
         followed = [e async for e in services.executions.follow(ctx, execution_id)]
         assert followed[-1].type == "execution_interrupted"  # type: ignore[union-attr]
+    finally:
+        await services.aclose()
+
+
+async def killed_run(db_url: str, tmp_path: Path, llm_server: ScriptedLLMServer, mode: str) -> dict[str, str]:
+    """Start a `crash_child.py` run in `mode`, SIGKILL the child once its node `ask` hangs; what the child said."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(CHILD),
+        db_url,
+        str(tmp_path),
+        llm_server.base_url,
+        mode,
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(CHILD.parents[2])},
+    )
+    assert child.stdout is not None
+    try:
+        line = await asyncio.wait_for(child.stdout.readline(), timeout=120)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        await child.wait()
+    said: dict[str, str] = json.loads(line)
+    return said
+
+
+async def test_retry_of_a_run_interrupted_by_a_killed_process_reuses_what_completed_before_the_kill(
+    db_url: str, tmp_path: Path, llm_server: ScriptedLLMServer
+) -> None:
+    # No token counts: the calls are not priced, so neither process loads LiteLLM's price list (seconds).
+    no_usage = {"prompt_tokens": 0, "completion_tokens": 0}
+    llm_server.script(Reply.say("draft text", **no_usage), Reply.hanging())
+    started = await killed_run(db_url, tmp_path, llm_server, "chain")
+    execution_id = uuid.UUID(started["execution_id"])
+    assert len(llm_server.requests) == 2  # the draft, then the call that hung
+
+    settings = identity_settings(tmp_path, db_url)
+    settings.llm.allow_private_endpoints = True
+    services = build_services(settings)
+    await services.start()  # the restart: the killed process's run becomes interrupted
+    try:
+        ctx = TenantContext(uuid.UUID(started["tenant_id"]), "acme", uuid.uuid4(), Role.EDITOR)
+        interrupted = await services.executions.get(ctx, execution_id)
+        assert interrupted.status == "interrupted"
+        before = interrupted.runs_by_node()
+        assert before["draft"].status == "completed"
+        assert before["draft"].output == "draft text"
+        assert before["ask"].status == "interrupted"
+        llm_server.script(Reply.say("improved text", **no_usage))
+
+        retried = await services.executions.retry(ctx, execution_id)
+        ended = await services.executions.wait(ctx, retried.id, 30)
+
+        assert ended.status == "completed", ended.error
+        assert ended.outputs == {"result": "improved text"}
+        assert ended.options["retry_of"] == str(execution_id)
+        assert len(llm_server.requests) == 3  # only `ask` asked the model again
+        assert llm_server.requests[-1].json["messages"][-1]["content"] == "Improve: draft text"
+        runs = ended.runs_by_node()
+        assert runs["draft"].status == "completed"
+        assert runs["draft"].output == "draft text"
+        assert runs["draft"].flags["reused_from"] == str(execution_id)
+        assert "reused_from" not in runs["ask"].flags
+        events = await services.executions.events(ctx, retried.id)
+        assert [e.node_id for e in events if e.type == "node_started"] == ["ask", "out"]
+        # The interrupted run stays as it was.
+        assert (await services.executions.get(ctx, execution_id)).status == "interrupted"
+    finally:
+        await services.aclose()
+
+
+async def test_a_person_cannot_answer_a_node_of_a_run_interrupted_by_a_killed_process(
+    db_url: str, tmp_path: Path, llm_server: ScriptedLLMServer
+) -> None:
+    llm_server.script(Reply.hanging())
+    started = await killed_run(db_url, tmp_path, llm_server, "human")
+    execution_id = uuid.UUID(started["execution_id"])
+
+    services = build_services(identity_settings(tmp_path, db_url))
+    await services.start()  # the restart: the killed process's run becomes interrupted
+    try:
+        ctx = TenantContext(uuid.UUID(started["tenant_id"]), "acme", uuid.uuid4(), Role.EDITOR)
+        execution = await services.executions.get(ctx, execution_id)
+        assert execution.status == "interrupted"
+        assert execution.runs_by_node()["ask"].status == "interrupted"
+        with pytest.raises(Conflict):  # the run has ended
+            await services.executions.pauses.respond(ctx, execution_id, "review", "approve")
+        after = await services.executions.get(ctx, execution_id)
+        assert after.status == "interrupted"
+        assert after.runs_by_node()["review"].status == "interrupted"  # nothing of an ended run waits any more
     finally:
         await services.aclose()
