@@ -137,7 +137,7 @@ class NodeRunRecord:
 
 @dataclass(frozen=True, slots=True)
 class ExecutionRecord:
-    """One run of a flow version; `node_runs` is filled by `get` and left empty in lists."""
+    """One run of a flow version; `get` fills `node_runs`, lists only a paused run's waiting ones (its questions)."""
 
     id: uuid.UUID
     flow_id: uuid.UUID | None
@@ -317,6 +317,9 @@ class ExecutionStore:
     ) -> ExecutionPage:
         """Executions newest first (by start), optionally of one flow or in one status.
 
+        A paused run comes with its waiting node runs (prompt, actions, deadline in their
+        `flags["waiting"]`): `status="waiting"` is the inbox of what waits for someone.
+
         Paging is by key: pass the page's `next_before` (and `next_before_id`, which keeps
         runs that started in the same microsecond from being skipped) to get the next page.
         """
@@ -343,11 +346,24 @@ class ExecutionStore:
         query = query.order_by(Execution.started_at.desc(), Execution.id.desc()).limit(limit + 1)
         async with self._db.tenant_session(ctx.tenant_slug) as session:
             rows = list(await session.scalars(query))
-        items = [execution_record(row) for row in rows[:limit]]
+            asking = await self._waiting_nodes(session, [row.id for row in rows[:limit] if row.status == "waiting"])
+        items = [execution_record(row, asking.get(row.id)) for row in rows[:limit]]
         if len(rows) <= limit:
             return ExecutionPage(items, None, None)
         last = items[-1]
         return ExecutionPage(items, last.started_at, last.id)
+
+    @staticmethod
+    async def _waiting_nodes(
+        session: AsyncSession, execution_ids: builtins.list[uuid.UUID]
+    ) -> dict[uuid.UUID, builtins.list[NodeRunRecord]]:
+        """The waiting node runs of these runs (what a paused run asks for), by execution."""
+        found: dict[uuid.UUID, builtins.list[NodeRunRecord]] = {}
+        if execution_ids:
+            query = select(NodeRun).where(NodeRun.execution_id.in_(execution_ids), NodeRun.status == "waiting")
+            for run in await session.scalars(query.order_by(NodeRun.node_id)):
+                found.setdefault(run.execution_id, []).append(node_run_record(run))
+        return found
 
     async def events(
         self, ctx: TenantContext, execution_id: uuid.UUID, *, after_seq: int = 0, limit: int = 500

@@ -483,6 +483,9 @@ async def test_waiting_runs_are_listed_for_their_tenant_only(world: World) -> No
 
     listed = await world.services.executions.list(world.editor, status="waiting")
     assert [item.id for item in listed.items] == [record.id]
+    asking = listed.items[0].node_runs  # the inbox shows what each paused run asks
+    assert [(run.node_id, run.flags["waiting"]["proposal"]) for run in asking] == [("review", "the plan")]
+    assert (await world.services.executions.list(world.editor)).items[0].node_runs == []  # the finished run
     assert (await other.services.executions.list(other.editor, status="waiting")).items == []
 
     await respond(world, record, "review", "approve")
