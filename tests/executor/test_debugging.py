@@ -309,43 +309,6 @@ async def wait_for_status(world: World, execution_id: uuid.UUID, status: str, *,
             await asyncio.sleep(0.05)
 
 
-async def test_a_response_reaches_a_run_whose_other_branch_still_runs(world: World) -> None:
-    """in -> (ask: human -> after) and (wait: slow tool): the approval continues its branch at once."""
-    flow = document(
-        [
-            node("in", "input"),
-            node("ask", "human", prompt="Go on?", value="{{ inputs.topic }}"),
-            node("after", "output", name="after", value="{{ nodes.ask.output }}"),
-            node("wait", "tool", tool_id=world.slow_tool, arguments={"seconds": 3}),
-            node("slept", "output", name="slept", value="{{ nodes.wait.output.slept }}"),
-        ],
-        [edge("in", "ask"), edge("ask", "after"), edge("in", "wait"), edge("wait", "slept")],
-        TOPIC,
-    )
-    saved = await world.flow(flow)
-    started = await world.services.executions.start_run(world.editor, saved.version.flow_id, {"topic": "owls"})
-    await until_node(world, started.id, "ask", "waiting")
-
-    await world.services.executions.pauses.respond(world.editor, started.id, "ask", "approve")
-    await until_node(world, started.id, "after", "completed")  # while the slow tool still runs:
-    assert runs(await world.services.executions.get(world.editor, started.id))["wait"].status == "running"
-
-    ended = await world.services.executions.wait(world.editor, started.id, 30)
-    assert ended.status == "completed", ended.error
-    assert ended.outputs == {"after": "owls", "slept": 3}
-    assert "execution_waiting" not in kinds(await events_of(world, started.id))
-
-
-async def until_node(world: World, execution_id: uuid.UUID, node_id: str, status: str) -> None:
-    """Return once the node's stored run has `status` (10 s at most)."""
-    async with asyncio.timeout(10):
-        while True:
-            run = runs(await world.services.executions.get(world.editor, execution_id)).get(node_id)
-            if run is not None and run.status == status:
-                return
-            await asyncio.sleep(0.05)
-
-
 async def test_a_response_given_to_another_replica_reaches_the_replica_running_the_flow(
     db_url: str, tmp_path: Path, llm_server: ScriptedLLMServer
 ) -> None:
@@ -406,3 +369,13 @@ async def test_a_stored_answer_whose_process_stopped_before_waking_the_run_is_ta
         assert ended.outputs == {"result": 7}
     finally:
         await restarted.aclose()
+
+
+async def until_node(world: World, execution_id: uuid.UUID, node_id: str, status: str) -> None:
+    """Return once the node's stored run has `status` (10 s at most)."""
+    async with asyncio.timeout(10):
+        while True:
+            run = runs(await world.services.executions.get(world.editor, execution_id)).get(node_id)
+            if run is not None and run.status == status:
+                return
+            await asyncio.sleep(0.05)

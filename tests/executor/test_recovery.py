@@ -25,22 +25,7 @@ async def test_a_run_of_a_killed_process_is_interrupted_after_restart_with_its_e
     db_url: str, tmp_path: Path, llm_server: ScriptedLLMServer
 ) -> None:
     llm_server.script(Reply.hanging())
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(CHILD),
-        db_url,
-        str(tmp_path),
-        llm_server.base_url,
-        stdout=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(CHILD.parents[2])},
-    )
-    assert child.stdout is not None
-    try:
-        line = await asyncio.wait_for(child.stdout.readline(), timeout=120)
-    finally:
-        child.send_signal(signal.SIGKILL)
-        await child.wait()
-    started = json.loads(line)
+    started = await killed_run(db_url, tmp_path, llm_server, "single")
     execution_id = uuid.UUID(started["execution_id"])
 
     settings = identity_settings(tmp_path, db_url)
