@@ -399,12 +399,12 @@ class _Run:
         """Run one node with its policy; record what happens. Never raises but for cancellation."""
         node = self.plan.nodes[node_id]
         state = self.states[node_id]
+        if node_id not in self.released and (self.request.step or node_id in self.request.breakpoints):
+            self._pause(node, state, {"reason": "step" if self.request.step else "breakpoint"})
+            return
         substitute = self.request.substitutes.get(node_id)
         if substitute is not None:
             self._substitute(node, state, substitute)
-            return
-        if node_id not in self.released and (self.request.step or node_id in self.request.breakpoints):
-            self._pause(node, state, {"reason": "step" if self.request.step else "breakpoint"})
             return
         async with self.tenant_limit:
             state.status, state.started_at = "running", _now()

@@ -265,8 +265,9 @@ def resumed_request(
         given[run.node_id] = state
     options = record.options
     pinned = pins if options.get("use_pins") else {}
-    pending = {k: v for k, v in pinned.items() if k not in given}
-    overrides = {k: v for k, v in dict(options.get("overrides") or {}).items() if k not in given}
+    done = {node_id for node_id, state in given.items() if state.status != "waiting"}
+    pending = {k: v for k, v in pinned.items() if k not in done}
+    overrides = {k: v for k, v in dict(options.get("overrides") or {}).items() if k not in done}
     recorder.event("execution_resumed", None, {"nodes": sorted(answers), "step": step})
     return RunRequest(
         ctx,

@@ -379,3 +379,16 @@ async def until_node(world: World, execution_id: uuid.UUID, node_id: str, status
             if run is not None and run.status == status:
                 return
             await asyncio.sleep(0.05)
+
+
+async def test_a_breakpoint_on_a_pinned_node_pauses_before_the_pin_is_used(world: World) -> None:
+    saved = await world.flow(chain(world, pin_draft="pinned draft"))
+    world.server.script(Reply.say("polished"))
+    paused = await start(world, saved.version.flow_id, RunOptions(use_pins=True, breakpoints=("draft",)))
+    assert runs(paused)["draft"].status == "waiting"
+
+    await world.services.executions.pauses.resume(world.editor, paused.id)
+    ended = await world.services.executions.wait(world.editor, paused.id, 30)
+    assert ended.status == "completed", ended.error
+    assert runs(ended)["draft"].flags == {"pinned": True}
+    assert prompts(world) == ["Polish: pinned draft"]
