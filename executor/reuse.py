@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from core.context import TenantContext
 from core.errors import InvalidInput
-from core.executions import NodeRunRecord
+from core.executions import ExecutionRecord, ExecutionStore, NodeRunRecord
 from executor.document import FlowDocument
 from executor.engine import NodeState, Recorder, Substitute
 from executor.plan import Plan
@@ -217,3 +218,20 @@ def check_named(plan: Plan, from_node: str | None, overrides: Mapping[str, Any],
     for field_name, node_id in named:
         if node_id not in plan.nodes:
             raise InvalidInput(f"node '{node_id}' is not in this version of the flow", field=field_name)
+
+
+async def source_run(
+    store: ExecutionStore, ctx: TenantContext, flow_id: uuid.UUID, execution_id: uuid.UUID | None
+) -> ExecutionRecord:
+    """The earlier run whose outputs a run from a node reuses: the one named, or the flow's latest."""
+    if execution_id is None:
+        page = await store.list(ctx, flow_id=flow_id, limit=1)
+        if not page.items:
+            raise InvalidInput(
+                "this flow has no earlier run to reuse outputs from; run the whole flow first", field="from_node"
+            )
+        execution_id = page.items[0].id
+    source = await store.get(ctx, execution_id)
+    if source.flow_id != flow_id:
+        raise InvalidInput(f"execution {execution_id} is a run of another flow", field="reuse_execution")
+    return source

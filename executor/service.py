@@ -37,9 +37,18 @@ from executor.pauses import Pauses, TimerPort, answers_of, cancel_waiting, resum
 from executor.ports import LLMPort, NodeServices, ToolPort
 from executor.recorder import JournalPort, JournalRecorder
 from executor.registry import Registry
-from executor.reuse import Carried, announce, changed_nodes, check_named, retry, run_from, substitutes
+from executor.reuse import (
+    Carried,
+    announce,
+    changed_nodes,
+    check_named,
+    retry,
+    run_from,
+    source_run,
+    substitutes,
+)
 from executor.versions import Prepared, VersionPlans
-from executor.watching import channel, follow, until_final
+from executor.watching import channel, follow, until_final, until_paused_or_ended
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +205,7 @@ class ExecutionService:
         carried = Carried()
         stored: dict[str, Any] = {}
         if options.from_node is not None:
-            source = await self._source(ctx, flow_id, options.reuse_execution)
+            source = await source_run(self.store, ctx, flow_id, options.reuse_execution)
             carried = run_from(
                 prepared.plan, source.runs_by_node(), options.from_node, source=source.id, overrides=options.overrides
             )
@@ -287,20 +296,6 @@ class ExecutionService:
             lambda done: self._tasks.pop(execution_id) if self._tasks.get(execution_id) is done else None
         )
 
-    async def _source(self, ctx: TenantContext, flow_id: uuid.UUID, execution_id: uuid.UUID | None) -> ExecutionRecord:
-        """The earlier run whose outputs a run from a node reuses: the one named, or the flow's latest."""
-        if execution_id is None:
-            page = await self.store.list(ctx, flow_id=flow_id, limit=1)
-            if not page.items:
-                raise InvalidInput(
-                    "this flow has no earlier run to reuse outputs from; run the whole flow first", field="from_node"
-                )
-            execution_id = page.items[0].id
-        source = await self.store.get(ctx, execution_id)
-        if source.flow_id != flow_id:
-            raise InvalidInput(f"execution {execution_id} is a run of another flow", field="reuse_execution")
-        return source
-
     async def wait(self, ctx: TenantContext, execution_id: uuid.UUID, timeout_s: float) -> ExecutionRecord:
         """The execution once it has ended or paused, or as it stands after `timeout_s`."""
         task = self._tasks.get(execution_id)
@@ -308,14 +303,8 @@ class ExecutionService:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(task), timeout_s)
         else:
-            await self._wait_on_bus(ctx, execution_id, timeout_s)
+            await until_paused_or_ended(self.store, self.bus, ctx, execution_id, timeout_s)
         return await self.store.get(ctx, execution_id)
-
-    async def _wait_on_bus(self, ctx: TenantContext, execution_id: uuid.UUID, timeout_s: float) -> None:
-        async with self.bus.subscribe(channel(execution_id)) as messages:
-            if (await self.store.get(ctx, execution_id)).status in FINAL | {"waiting"}:
-                return
-            await until_final(messages, timeout_s, stop_at_pause=True)
 
     # -- watching and stopping -------------------------------------------------------------
 
@@ -349,7 +338,7 @@ class ExecutionService:
         if execution.status in FINAL:
             raise Conflict(f"execution {execution_id} has already ended ({execution.status}); nothing to cancel")
         if execution.status == "waiting" and await self._take(ctx, execution_id):
-            await self._cancel_paused(ctx, execution_id)
+            await self._stop(ctx, execution_id)
             return await self.store.get(ctx, execution_id)
         task = self._tasks.get(execution_id)
         if task is not None:
@@ -363,13 +352,6 @@ class ExecutionService:
                 await self.bus.publish(CONTROL_CHANNEL, message)
                 await until_final(messages, 5)
         return await self.store.get(ctx, execution_id)
-
-    async def _cancel_paused(self, ctx: TenantContext, execution_id: uuid.UUID) -> None:
-        """End a paused run taken over for cancelling: its waiting nodes are cancelled, then the run."""
-        record = await self.store.get(ctx, execution_id)
-        recorder = JournalRecorder(self.journal, ctx.tenant_slug, execution_id, record.last_seq)
-        cancel_waiting(record, recorder)
-        await self._finish(recorder, execution_id, "cancelled", error="cancelled")
 
     async def _listen(self) -> None:
         """Cancel requests and answers (wake) from other processes, for runs of this one."""
@@ -403,35 +385,59 @@ class ExecutionService:
         """Run an execution until it ends or pauses with nobody's answer pending; store how it stopped.
 
         Re-raises cancellation."""
-        while True:
-            before = {node_id for node_id, state in request.given.items() if state.status == "waiting"}
-            request.inbox = Inbox()
-            self._inboxes[execution.id] = (ctx, request.inbox)
-            try:
-                result = await self.engine.run(prepared.plan, request, recorder)
-            except asyncio.CancelledError:
-                status = "interrupted" if self._closing else "cancelled"
-                error = "the server stopped while it ran" if self._closing else "cancelled"
-                await self._finish(recorder, execution.id, status, error=error)
-                raise
-            except Exception as exc:  # a bug in the engine: the run fails, saying so, and the service goes on
-                log.exception("execution %s failed in the engine", execution.id)
-                await self._finish(recorder, execution.id, "failed", error=f"internal error: {type(exc).__name__}")
-                return
-            finally:
-                self._inboxes.pop(execution.id, None)
-            if result.status != "waiting":
-                await self._finish(recorder, execution.id, result.status, outputs=result.outputs, error=result.error)
-                return
-            if not await self._pause(ctx, execution.id, prepared, recorder, result, before):
-                return
-            # Someone answered while the run went on: take the run back and continue.
-            if not await self.store.move(
-                ctx.tenant_slug, execution.id, "waiting", "running", runner_id=self.runners.id
-            ):
-                return  # another process took it first
-            record = await self.store.get(ctx, execution.id)
-            request = resumed_request(ctx, record, prepared.pins(), recorder)
+        try:
+            while True:
+                before = {node_id for node_id, state in request.given.items() if state.status == "waiting"}
+                request.inbox = Inbox()
+                self._inboxes[execution.id] = (ctx, request.inbox)
+                try:
+                    result = await self.engine.run(prepared.plan, request, recorder)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a bug in the engine: the run fails, saying so, and the service goes on
+                    log.exception("execution %s failed in the engine", execution.id)
+                    bug = f"internal error: {type(exc).__name__}"
+                    await self._finish(recorder, execution.id, "failed", error=bug)
+                    return
+                finally:
+                    self._inboxes.pop(execution.id, None)
+                if result.status != "waiting":
+                    await self._finish(
+                        recorder, execution.id, result.status, outputs=result.outputs, error=result.error
+                    )
+                    return
+                if not await self._pause(ctx, execution.id, prepared, recorder, result, before):
+                    return
+                # Someone answered while the run went on: take the run back and continue.
+                if not await self._take(ctx, execution.id):
+                    return  # another process took it first
+                record = await self.store.get(ctx, execution.id)
+                request = resumed_request(ctx, record, prepared.pins(), recorder)
+        except asyncio.CancelledError:
+            # Shielded: a second cancellation must not leave the run half-recorded.
+            if self._closing:
+                stop = self._stop(ctx, execution.id, "interrupted", "the server stopped while it ran", recorder)
+            else:
+                stop = self._stop(ctx, execution.id, recorder=recorder)
+            await asyncio.shield(stop)
+            raise
+
+    async def _stop(
+        self,
+        ctx: TenantContext,
+        execution_id: uuid.UUID,
+        status: str = "cancelled",
+        error: str = "cancelled",
+        recorder: JournalRecorder | None = None,
+    ) -> None:
+        """End a run that was cancelled, paused or not (or stopped with the server), its waiting nodes too."""
+        await self.journal.flush()
+        record = await self.store.get(ctx, execution_id)
+        if record.status in FINAL:
+            return  # ended meanwhile (cancelled while it paused)
+        recorder = recorder or JournalRecorder(self.journal, ctx.tenant_slug, execution_id, record.last_seq)
+        cancel_waiting(record, recorder)
+        await self._store_end(recorder, execution_id, status, None, error)
 
     async def _pause(
         self,
@@ -574,7 +580,7 @@ class ExecutionService:
         ended = await self.store.get(ctx, child.id)
         if ended.status == "waiting" and await self._take(ctx, child.id):
             # A subflow runs inside its parent's node, which cannot wait for days: the child ends here.
-            await self._cancel_paused(ctx, child.id)
+            await self._stop(ctx, child.id)
             raise NodeFailed(
                 f"subflow execution {child.id} paused (a human node or a breakpoint); "
                 "pauses work only in the flow a run starts with, not inside a subflow"

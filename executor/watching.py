@@ -116,3 +116,13 @@ def _event_of(message: Mapping[str, Any]) -> EventRecord:
         node_id=message.get("node_id"),
         data=dict(message.get("data") or {}),
     )
+
+
+async def until_paused_or_ended(
+    store: ExecutionStore, bus: EventBus, ctx: TenantContext, execution_id: uuid.UUID, timeout_s: float
+) -> None:
+    """Return once a run (of any process) has ended or paused, or after `timeout_s`."""
+    async with bus.subscribe(channel(execution_id)) as messages:
+        if (await store.get(ctx, execution_id)).status in FINAL | {"waiting"}:
+            return
+        await until_final(messages, timeout_s, stop_at_pause=True)

@@ -575,3 +575,20 @@ async def test_cancelling_a_run_that_waits_for_a_person_cancels_it_and_its_human
     await asyncio.sleep(0.6)  # past the deadline, which went with the run
     assert await world.services.executions.pauses.fire_due() == 0
     assert (await world.services.executions.get(world.editor, record.id)).status == "cancelled"
+
+
+async def test_a_human_node_inside_a_subflow_fails_the_subflow_node_saying_why(world: World) -> None:
+    child = await world.flow(approval_flow(), name="needs_approval")
+    parent = document(
+        [
+            node("in", "input"),
+            node("sub", "subflow", flow_id=str(child.version.flow_id), version=1, inputs={"topic": "x"}),
+        ],
+        [edge("in", "sub")],
+    )
+    ended = await world.run(parent)
+
+    assert ended.status == "failed"
+    assert "pauses work only in the flow a run starts with" in (ended.error or "")
+    children = (await world.services.executions.list(world.editor, flow_id=child.version.flow_id)).items
+    assert [run.status for run in children] == ["cancelled"]  # the child does not wait forever
