@@ -136,9 +136,11 @@ class Pauses:
                     f"answer it at /api/executions/{execution_id}/nodes/{asking[0]}/respond"
                 )
             raise Conflict(f"execution {execution_id} is {record.status}; it is not paused at a breakpoint")
-        release = {"by": _who(ctx), "at": datetime.now(UTC).isoformat(), "step": step}
-        for run in paused:
-            await self._answer(ctx, execution_id, run.node_id, "released", {"release": release}, wake=False)
+        release = {"release": {"by": _who(ctx), "at": datetime.now(UTC).isoformat(), "step": step}}
+        slug = ctx.tenant_slug
+        taken = [await self.store.answer_node(slug, execution_id, run.node_id, "released", release) for run in paused]
+        if all(now is not None for now in taken):  # someone else resumed it a moment ago
+            raise Conflict(f"execution {execution_id} was resumed already; it is not paused at a breakpoint")
         await self._wake(ctx, execution_id)
         return await self.store.get(ctx, execution_id)
 
@@ -156,15 +158,12 @@ class Pauses:
         node_id: str,
         status: str,
         flags: dict[str, Any],
-        *,
-        wake: bool = True,
     ) -> None:
         now = await self.store.answer_node(ctx.tenant_slug, execution_id, node_id, status, flags)
         if now is not None:
             raise Conflict(f"node '{node_id}' of execution {execution_id} is not waiting any more (it is {now})")
         await self.timers.drop(ctx.tenant_slug, execution_id, [node_id])
-        if wake:
-            await self._wake(ctx, execution_id)
+        await self._wake(ctx, execution_id)
 
     # -- deadlines and mail -------------------------------------------------------------------
 
