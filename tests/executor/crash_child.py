@@ -6,7 +6,9 @@ Usage: python crash_child.py DB_URL DATA_DIR LLM_BASE_URL [MODE]; prints one JSO
 MODE "single" (the default): in -> ask (llm, hangs). MODE "chain": in -> draft (llm, answers)
 -> ask (llm, hangs) -> out, so one LLM node completed before the kill (the parent scripts
 the draft's reply, then a hanging one). MODE "human": in -> (ask (llm, hangs), review (human)),
-so a node waits for a person, its wait stored, while the run is still running.
+so a node waits for a person, its wait stored, while the run is still running. MODE "paused":
+in -> draft (llm, answers) -> review (human) -> out, said once the run has paused (it holds
+nothing then: the kill takes no run with it).
 """
 
 from __future__ import annotations
@@ -49,7 +51,21 @@ def nodes_and_edges(mode: str, provider_id: str) -> tuple[list[dict[str, Any]], 
         review = {"id": "review", "type": "human", "position": {"x": 1, "y": 1}, "data": {"value": "the plan"}}
         edges = [{"id": "e1", "source": "in", "target": "ask"}, {"id": "e2", "source": "in", "target": "review"}]
         return [start, llm("ask", 1, "hang"), review], edges
-    raise SystemExit(f"unknown mode {mode!r}: single, chain or human")
+    if mode == "paused":
+        review = {"id": "review", "type": "human", "position": {"x": 2, "y": 0}, "data": {}}
+        out = {
+            "id": "out",
+            "type": "output",
+            "position": {"x": 3, "y": 0},
+            "data": {"value": "{{ nodes.review.output }}"},
+        }
+        edges = [
+            {"id": "e1", "source": "in", "target": "draft"},
+            {"id": "e2", "source": "draft", "target": "review"},
+            {"id": "e3", "source": "review", "target": "out"},
+        ]
+        return [start, llm("draft", 1, "draft"), review, out], edges
+    raise SystemExit(f"unknown mode {mode!r}: single, chain, human or paused")
 
 
 async def main(db_url: str, data_dir: str, base_url: str, mode: str = "single") -> None:
@@ -70,6 +86,8 @@ async def main(db_url: str, data_dir: str, base_url: str, mode: str = "single") 
     saved = await services.flows.create(admin, "crashy", "", document)
     execution = await services.executions.start_run(admin, saved.version.flow_id, {})
     expected = {("node_started", "ask")} | ({("node_waiting", "review")} if mode == "human" else set())
+    if mode == "paused":
+        expected = {("execution_waiting", None)}
     while True:  # until the hanging node has started (and the human node waits) and that is stored
         events = await services.executions.events(admin, execution.id)
         if expected <= {(e.type, e.node_id) for e in events}:

@@ -19,6 +19,8 @@ from tests.fixtures.llm_server import Reply, ScriptedLLMServer
 from wiring.services import build_services
 
 CHILD = Path(__file__).with_name("crash_child.py")
+# Replies without token counts: a priced call makes the process load LiteLLM's price list (seconds).
+NO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0}
 
 
 async def test_a_run_of_a_killed_process_is_interrupted_after_restart_with_its_events_and_node_runs(
@@ -77,9 +79,7 @@ async def killed_run(db_url: str, tmp_path: Path, llm_server: ScriptedLLMServer,
 async def test_retry_of_a_run_interrupted_by_a_killed_process_reuses_what_completed_before_the_kill(
     db_url: str, tmp_path: Path, llm_server: ScriptedLLMServer
 ) -> None:
-    # No token counts: the calls are not priced, so neither process loads LiteLLM's price list (seconds).
-    no_usage = {"prompt_tokens": 0, "completion_tokens": 0}
-    llm_server.script(Reply.say("draft text", **no_usage), Reply.hanging())
+    llm_server.script(Reply.say("draft text", **NO_USAGE), Reply.hanging())
     started = await killed_run(db_url, tmp_path, llm_server, "chain")
     execution_id = uuid.UUID(started["execution_id"])
     assert len(llm_server.requests) == 2  # the draft, then the call that hung
@@ -96,7 +96,7 @@ async def test_retry_of_a_run_interrupted_by_a_killed_process_reuses_what_comple
         assert before["draft"].status == "completed"
         assert before["draft"].output == "draft text"
         assert before["ask"].status == "interrupted"
-        llm_server.script(Reply.say("improved text", **no_usage))
+        llm_server.script(Reply.say("improved text", **NO_USAGE))
 
         retried = await services.executions.retry(ctx, execution_id)
         ended = await services.executions.wait(ctx, retried.id, 30)
@@ -138,5 +138,33 @@ async def test_a_person_cannot_answer_a_node_of_a_run_interrupted_by_a_killed_pr
         after = await services.executions.get(ctx, execution_id)
         assert after.status == "interrupted"
         assert after.runs_by_node()["review"].status == "interrupted"  # nothing of an ended run waits any more
+    finally:
+        await services.aclose()
+
+
+async def test_a_paused_run_outlives_its_killed_process_and_completes_when_answered_in_a_new_one(
+    db_url: str, tmp_path: Path, llm_server: ScriptedLLMServer
+) -> None:
+    llm_server.script(Reply.say("draft text", **NO_USAGE))
+    started = await killed_run(db_url, tmp_path, llm_server, "paused")
+    execution_id = uuid.UUID(started["execution_id"])
+
+    services = build_services(identity_settings(tmp_path, db_url))
+    await services.start()  # a new process: nothing of the paused run is interrupted
+    try:
+        ctx = TenantContext(uuid.UUID(started["tenant_id"]), "acme", uuid.uuid4(), Role.EDITOR)
+        paused = await services.executions.get(ctx, execution_id)
+        assert paused.status == "waiting"
+        assert paused.runs_by_node()["review"].flags["waiting"]["proposal"] == "draft text"
+
+        await services.executions.pauses.respond(ctx, execution_id, "review", "approve")
+        ended = await services.executions.wait(ctx, execution_id, 30)
+
+        assert ended.status == "completed", ended.error
+        assert ended.outputs == {"result": "draft text"}
+        assert len(llm_server.requests) == 1  # the draft was not written again
+        events = await services.executions.events(ctx, execution_id)
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        assert sorted(str(e.node_id) for e in events if e.type == "node_started") == ["draft", "in", "out", "review"]
     finally:
         await services.aclose()
