@@ -46,7 +46,12 @@ async def follow(
         # The status is stored just before the final event: a run that ended a moment ago has its final
         # event on the way, so wait for it briefly; one that ended without one (its process died between
         # the two) gets nothing more.
-        wait_s = ENDING_GRACE_S if (await store.get(ctx, execution_id)).status in FINAL else HEARTBEAT_S
+        wait_s = HEARTBEAT_S
+        if (await store.get(ctx, execution_id)).status in FINAL:
+            last = await store.events(ctx, execution_id, after_seq=seen - 1, limit=1) if seen else []
+            if any(is_final(event.type) for event in last):
+                return  # the watcher saw the final event before (it resumes after it)
+            wait_s = ENDING_GRACE_S
         iterator = aiter(messages)
         while True:
             try:
