@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api import api_keys, auth, docs, health, members, tenants
+from api import api_keys, auth, chat, crew_projects, crews, docs, health, members, tenants
 from api.errors import install_error_handlers
 from api.executions import router as executions_router
 from api.flows import router as flows_router
@@ -31,8 +31,11 @@ def install_api(app: FastAPI, services: Services) -> None:
     app.include_router(members.router)
     app.include_router(api_keys.router)
     app.include_router(tools_router)
+    app.include_router(crews.router)
+    app.include_router(crew_projects.router)
     app.include_router(providers_router)
     app.include_router(flows_router)
     app.include_router(types_router)
     app.include_router(executions_router)
+    app.include_router(chat.router)
     app.include_router(docs.router)

@@ -17,6 +17,9 @@ Printed: median microseconds per node, the ratio to the floor, how many times fa
 node than LangGraph, and chain-1000 / chain-100 per node (1.0: linear). Targets are shown,
 not asserted. A runner too slow to repeat within `--cell-budget` seconds is measured fewer times.
 
+Then a 3-task crew run directly with CrewAI and as a `crew` node of ours, per-task overhead as a
+ratio (`bench/_engine_crew.py`; `--crew-rounds 0` skips it).
+
 Run: make bench, or .venv/bin/python bench/engine.py [--rounds 7] [--profile]
 """
 
@@ -46,6 +49,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 import asyncpg
+from _engine_crew import crew_bench
 from _engine_graphs import WORKLOADS, BenchAdd, Workload, floor_run
 
 from core.context import Role, TenantContext
@@ -455,6 +459,8 @@ async def main(args: argparse.Namespace) -> None:
         shown = [*runners, *((LANGGRAPH, CREWAI) if peers is not None else ())]
         report(samples, shown, args.rounds, peers)
         print(f"measured in {time.perf_counter() - started:.0f} s")
+    if args.crew_rounds:
+        await crew_bench(args.crew_rounds)
 
 
 if __name__ == "__main__":
@@ -464,4 +470,5 @@ if __name__ == "__main__":
     parser.add_argument("--cell-budget", type=float, default=8.0, help="seconds after which a cell is not rerun")
     parser.add_argument("--peers-python", type=Path, default=ROOT / ".bench-venv" / "bin" / "python")
     parser.add_argument("--profile", action="store_true", help="only profile ours, in-memory, on chain-1000")
+    parser.add_argument("--crew-rounds", type=int, default=5, help="rounds of the crew bench (0: skip it)")
     asyncio.run(main(parser.parse_args()))

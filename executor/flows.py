@@ -23,7 +23,13 @@ from executor.registry import Registry
 from executor.validation import validate_document
 
 EXPORT_FORMAT = "crewcanvas.flow-export/v1"
-_REFERENCE_FIELDS = {"provider_id": "providers", "tool_id": "tools", "flow_id": "flows"}
+_REFERENCE_FIELDS = {
+    "provider_id": "providers",
+    "tool_id": "tools",
+    "flow_id": "flows",
+    "crew_id": "crews",
+    "agent_id": "agents",
+}
 
 
 def empty_document() -> dict[str, Any]:
@@ -149,7 +155,7 @@ class FlowService:
         flow = await self.store.get(ctx, flow_id)
         record = await self.store.version(ctx, flow_id, version)
         names = await self._names(ctx)
-        references: dict[str, dict[str, str]] = {"providers": {}, "tools": {}, "flows": {}}
+        references: dict[str, dict[str, str]] = {kind: {} for kind in _REFERENCE_FIELDS.values()}
         for kind, ref in _references(record.document):
             if ref in names[kind]:
                 references[kind][ref] = names[kind][ref]

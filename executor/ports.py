@@ -7,12 +7,16 @@ The engine sees only these; `wiring` passes the real services (`core.llm.LLMServ
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from core.context import TenantContext
 from core.llm.types import CallMeta, ChatRequest, LLMResult, StreamChunk
+
+if TYPE_CHECKING:
+    from core.crews import AgentView, CrewBundle
+    from core.tools import ToolView
 
 
 class LLMPort(Protocol):
@@ -60,6 +64,18 @@ class SubflowPort(Protocol):
     ) -> dict[str, Any]: ...
 
 
+class CrewPort(Protocol):
+    """A tenant's saved agents, crews and tools, read for one run (`core.crews.CrewRecords` fits)."""
+
+    async def bundle(self, ctx: TenantContext, crew_id: uuid.UUID) -> CrewBundle:
+        """The crew with its agents, tasks (in order) and tools; `NotFound` if it does not exist."""
+        ...
+
+    async def get_agent(self, ctx: TenantContext, agent_id: uuid.UUID) -> AgentView: ...
+
+    async def tools_by_id(self, ctx: TenantContext, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, ToolView]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class NodeServices:
     """The services runners reach through `NodeContext.services`."""
@@ -67,3 +83,4 @@ class NodeServices:
     llm: LLMPort
     tools: ToolPort
     subflows: SubflowPort
+    crews: CrewPort | None = None  # None: agent and crew nodes cannot run here

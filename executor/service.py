@@ -34,7 +34,7 @@ from executor.document import parse_document
 from executor.engine import Engine, Inbox, RunRequest, RunResult, TenantSlots
 from executor.errors import FlowInvalid, NodeFailed
 from executor.pauses import Pauses, TimerPort, answers_of, cancel_waiting, resumed_request
-from executor.ports import LLMPort, NodeServices, ToolPort
+from executor.ports import CrewPort, LLMPort, NodeServices, ToolPort
 from executor.recorder import JournalPort, JournalRecorder
 from executor.registry import Registry
 from executor.reuse import (
@@ -91,6 +91,7 @@ class ExecutionService:
         catalog: CatalogSource,
         llm: LLMPort,
         tools: ToolPort,
+        crews: CrewPort | None = None,
         runners: Runners,
         timers: TimerPort,
         mail: Mailer,
@@ -112,7 +113,7 @@ class ExecutionService:
         self._sweep_every_s = sweep_every_s
         self._sweeper: asyncio.Task[None] | None = None
         self.engine = Engine(
-            NodeServices(llm=llm, tools=tools, subflows=self),
+            NodeServices(llm=llm, tools=tools, subflows=self, crews=crews),
             max_concurrency=max_concurrency,
             tenant_slots=TenantSlots(tenant_concurrency),
         )
@@ -224,6 +225,18 @@ class ExecutionService:
         }
         return await self._launch(ctx, prepared, carried, stored, frozenset(options.breakpoints))
 
+    async def start_document(
+        self, ctx: TenantContext, document: Mapping[str, Any], inputs: Mapping[str, Any], *, origin: str
+    ) -> ExecutionRecord:
+        """Start an execution of an unsaved document (a chat with a crew builds one per message).
+
+        It runs, streams and is stored like any run (`options.origin` says what started it);
+        with no saved version behind it, it cannot be retried or resumed after a restart, so
+        such documents hold no human nodes or breakpoints."""
+        ctx.require(Role.EDITOR, "run flows")
+        prepared = await self.versions.prepare_document(ctx, document, inputs)
+        return await self._launch(ctx, prepared, Carried(), {"origin": origin}, frozenset())
+
     async def retry(self, ctx: TenantContext, execution_id: uuid.UUID, *, latest: bool = False) -> ExecutionRecord:
         """Run a failed, cancelled or interrupted execution again from its failed nodes, keeping what succeeded.
 
@@ -239,7 +252,7 @@ class ExecutionService:
             raise Conflict(f"execution {execution_id} has no flow any more; start a new run instead")
         prepared = await self.prepare(ctx, old.flow_id, old.inputs, None if latest else old.version)
         changed: set[str] = set()
-        if prepared.version.version != old.version:
+        if prepared.number != old.version:
             before = parse_document((await self.flows.version(ctx, old.flow_id, old.version)).document)
             changed = changed_nodes(before, prepared.document)
         overrides = dict(old.options.get("overrides") or {})
@@ -263,9 +276,9 @@ class ExecutionService:
             raise Conflict("the server is shutting down; start the run again in a moment")
         execution = await self.store.create(
             ctx,
-            flow_id=prepared.version.flow_id,
-            flow_version_id=prepared.version.id,
-            version=prepared.version.version,
+            flow_id=prepared.flow_id,
+            flow_version_id=prepared.version_id,
+            version=prepared.number,
             inputs=prepared.inputs,
             options=options,
             runner_id=self.runners.id,
@@ -282,7 +295,12 @@ class ExecutionService:
         recorder.event(
             "execution_started",
             None,
-            {"flow_id": str(execution.flow_id), "version": execution.version, "inputs": prepared.inputs, **options},
+            {
+                "flow_id": str(execution.flow_id) if execution.flow_id else None,
+                "version": execution.version,
+                "inputs": prepared.inputs,
+                **options,
+            },
         )
         announce(recorder, prepared.plan, carried.given)
         self._spawn(execution.id, self._drive(ctx, execution, prepared, request, recorder))
@@ -564,7 +582,7 @@ class ExecutionService:
         child = await self.store.create(
             ctx,
             flow_id=flow_id,
-            flow_version_id=prepared.version.id,
+            flow_version_id=prepared.version_id,
             version=version,
             inputs=prepared.inputs,
             options={"depth": depth},

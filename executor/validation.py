@@ -29,6 +29,8 @@ _CATALOG_WORDS = {
     "provider": ("LLM provider", "choose one of this workspace's providers, or leave it empty for the default"),
     "tool": ("tool", "choose one of this workspace's saved tools"),
     "flow": ("flow", "choose one of this workspace's flows"),
+    "crew": ("crew", "choose one of this workspace's crews"),
+    "agent": ("agent", "choose one of this workspace's agents, or describe the agent in the node"),
 }
 
 
@@ -329,6 +331,8 @@ def _check_references(
         "provider": catalog.providers,
         "tool": catalog.tools,
         "flow": catalog.flows,
+        "crew": catalog.crews,
+        "agent": catalog.agents,
     }
     for kind, ref_id, field in entry.type.references(entry.data):
         if ref_id not in known[kind]:

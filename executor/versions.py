@@ -32,10 +32,23 @@ _CACHED_VERSIONS = 256
 class Prepared:
     """A flow version ready to run: its document, plan and checked inputs."""
 
-    version: VersionRecord
+    version: VersionRecord | None  # None: an unsaved document (see `VersionPlans.prepare_document`)
     document: FlowDocument
     plan: Plan
     inputs: dict[str, Any]
+
+    @property
+    def flow_id(self) -> uuid.UUID | None:
+        return self.version.flow_id if self.version is not None else None
+
+    @property
+    def version_id(self) -> uuid.UUID | None:
+        return self.version.id if self.version is not None else None
+
+    @property
+    def number(self) -> int | None:
+        """The version's number; None for an unsaved document."""
+        return self.version.version if self.version is not None else None
 
     def pins(self) -> dict[str, Any]:
         """The pinned outputs of the version's nodes."""
@@ -59,6 +72,17 @@ class VersionPlans:
         record = await self._flows.version(ctx, flow_id, version)
         document, plan = await self.plan(ctx, record)
         return Prepared(record, document, plan, check_inputs(document, inputs))
+
+    async def prepare_document(self, ctx: TenantContext, raw: Mapping[str, Any], inputs: Mapping[str, Any]) -> Prepared:
+        """An unsaved document (what a chat with a crew runs) validated, planned and its inputs checked.
+
+        Nothing is cached: such documents are built per call."""
+        document = parse_document(raw)
+        catalog, subflows = await self._catalog.load(ctx)
+        problems = validate_document(document, self._registry, catalog, flow_id=None, subflow_graph=subflows)
+        if problems:
+            raise FlowInvalid(problems)
+        return Prepared(None, document, Plan.build(document, self._registry), check_inputs(document, inputs))
 
     async def plan(self, ctx: TenantContext, record: VersionRecord) -> tuple[FlowDocument, Plan]:
         """The version's document and plan, validated against what the tenant has now.

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from core.auth.identity import Identity, build_identity
+from core.chat import ChatStore
+from core.crews import CrewRecords
 from core.executions import ExecutionStore
 from core.flow_store import FlowStore
 from core.instances import InstanceRegistry
@@ -23,6 +26,7 @@ from core.tools import ToolService, ToolSettings
 from db.database import Database, private_dir
 from db.migrate import migrate_all
 from executor.catalog import CatalogSource
+from executor.chat import ChatService
 from executor.flows import FlowService
 from executor.registry import Registry, load_registry
 from executor.service import ExecutionService
@@ -41,12 +45,14 @@ class Services:
     tenants: TenantService
     identity: Identity
     tools: ToolService
+    crews: CrewRecords
     llm_stack: LLMStack
     registry: Registry
     journal: Journal
     instances: InstanceRegistry
     flows: FlowService
     executions: ExecutionService
+    chat: ChatService
     described: dict[str, str] = field(default_factory=dict)
 
     def components(self) -> list[Component]:
@@ -114,10 +120,13 @@ def build_services(settings: AppSettings) -> Services:
         max_concurrent_runs=tool_settings.max_concurrent_runs,
     )
     llm_stack = build_llm(settings, db, usage=backends.usage, limiter=backends.limiter)
+    crews = CrewRecords(db, tools, llm_stack.providers)
+    # CrewAI keeps what it stores (memories, knowledge, task outputs) under the data directory, never in ~.
+    os.environ.setdefault("CREWAI_STORAGE_DIR", str(settings.data_dir / "crewai"))
     registry = load_registry()
     flow_store = FlowStore(db)
     journal = Journal(db, backends.bus.publish)
-    catalog = CatalogSource(llm_stack.providers, tools, flow_store)
+    catalog = CatalogSource(llm_stack.providers, tools, flow_store, crews)
     instances = InstanceRegistry(db)
     mailer = build_mailer(settings.mail)
 
@@ -133,6 +142,7 @@ def build_services(settings: AppSettings) -> Services:
         catalog=catalog,
         llm=llm_stack.llm,
         tools=tools,
+        crews=crews,
         runners=instances,
         timers=TimerStore(db),
         mail=mailer,
@@ -149,11 +159,13 @@ def build_services(settings: AppSettings) -> Services:
         tenants=tenants,
         identity=build_identity(settings, db, tenants, attempt_log=backends.attempt_log, mailer=mailer),
         tools=tools,
+        crews=crews,
         llm_stack=llm_stack,
         registry=registry,
         journal=journal,
         instances=instances,
         flows=FlowService(flow_store, registry, catalog),
         executions=executions,
+        chat=ChatService(ChatStore(db), executions, crews),
         described=Backends.describe(settings),
     )

@@ -2,6 +2,7 @@
 
 Modules: `types` (requests, results, errors), `ssrf` (endpoint guard), `routing`
 (fallback chains and cooldowns), `transports` (LiteLLM), `local` (llama.cpp),
-`service` (limits, retries, failover, usage), `crewai_llm` (CrewAI's `BaseLLM` on top).
-Nothing here imports LiteLLM, llama.cpp or CrewAI until a call needs it.
+`service` (limits, retries, failover, usage). CrewAI's `BaseLLM` on top of it lives in
+`executor/crewai/llm.py`: CrewAI never enters core. Nothing here imports LiteLLM or
+llama.cpp until a call needs it.
 """

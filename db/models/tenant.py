@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -211,24 +212,33 @@ class NodeRun(IdMixin, TenantBase):
 
 
 class ChatSession(IdMixin, TimestampMixin, TenantBase):
-    """A conversation with a crew or flow."""
+    """A conversation of one user with a crew or flow."""
 
     __tablename__ = "chat_sessions"
 
     title: Mapped[str] = mapped_column(String(200), default="")
-    user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    # Indexed: a person's chats are listed by it.
+    user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
     crew_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("crews.id", ondelete="SET NULL"), nullable=True)
     flow_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("flows.id", ondelete="SET NULL"), nullable=True)
+    # Values for the crew's other placeholders, or the flow's other inputs, given when the chat started.
+    inputs: Mapped[JsonDict] = mapped_column(JSON, default=dict, server_default="{}")
 
 
 class ChatMessage(IdMixin, TenantBase):
-    """One message of a chat session."""
+    """One message of a chat session; a user message and the reply to it share a `turn`."""
 
     __tablename__ = "chat_messages"
+    # One user message and one reply per turn: the index is what refuses a second message while a
+    # reply is being written (whichever process takes the turn first wins) and a reply stored twice.
+    __table_args__ = (Index("uq_chat_messages_session_id_turn_role", "session_id", "turn", "role", unique=True),)
 
     session_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("chat_sessions.id", ondelete="CASCADE"), index=True)
+    turn: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     role: Mapped[str] = mapped_column(String(20))
     content: Mapped[str] = mapped_column(Text)
+    # ok | failed | cancelled (replies whose run did not complete)
+    status: Mapped[str] = mapped_column(String(20), default="ok", server_default="ok")
     execution_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

@@ -24,7 +24,7 @@ from executor.errors import NodeFailed
 if TYPE_CHECKING:
     from executor.ports import NodeServices
 
-ReferenceKind = Literal["provider", "tool", "flow"]
+ReferenceKind = Literal["provider", "tool", "flow", "crew", "agent"]
 
 
 class RetryPolicy(BaseModel):
@@ -76,6 +76,9 @@ class Catalog:
     providers: frozenset[str] = frozenset()
     tools: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # id -> {"name", "input_schema"}
     flows: Mapping[str, frozenset[int]] = field(default_factory=dict)  # id -> its versions
+    # id -> {"name", "placeholders", "inputs" (defaults), "problems" (messages)}
+    crews: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    agents: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # id -> {"name", "placeholders"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,10 +47,10 @@ async def test_delete_drops_the_storage_and_the_record(db: Database) -> None:
     with pytest.raises(NotFound):
         await service.get("acme")
     async with db.tenant_session("globex") as session:
-        assert list(await session.scalars(select(Agent.name))) == ["stays"]
-    await service.create("acme")  # the name is free again, and starts empty
+        assert list(await session.scalars(select(Agent.name).order_by(Agent.name))) == ["assistant", "stays"]
+    await service.create("acme")  # the name is free again, and starts afresh: only the example crew's agent
     async with db.tenant_session("acme") as session:
-        assert list(await session.scalars(select(Agent.name))) == []
+        assert list(await session.scalars(select(Agent.name))) == ["assistant"]
 
 
 async def test_unknown_tenant_is_not_found(db: Database) -> None:

@@ -16,6 +16,10 @@ from db.database import Database
 from db.migrate import upgrade_control
 from db.models import Agent, Tenant
 
+# Every tenant starts with the example crew's agent; these tests look only at the rows they write.
+EXAMPLE_AGENT = "assistant"
+OWN = Agent.name != EXAMPLE_AGENT
+
 TENANTS = [f"tenant{i:02d}" for i in range(20)]
 
 
@@ -53,7 +57,7 @@ async def test_interleaved_reads_and_writes_stay_in_their_own_tenant(small_pool_
 
     async def read(slug: str) -> None:
         async with db.tenant_session(slug) as session:
-            roles = set(await session.scalars(select(Agent.role)))
+            roles = set(await session.scalars(select(Agent.role).where(OWN)))
             assert roles <= {slug}, f"{slug} saw rows of {roles - {slug}}"
             if db.is_postgres:
                 row = (await session.execute(text("SELECT current_schema(), current_setting('search_path')"))).one()
@@ -71,7 +75,7 @@ async def test_interleaved_reads_and_writes_stay_in_their_own_tenant(small_pool_
 
     for slug in TENANTS:
         async with db.tenant_session(slug) as session:
-            roles = list(await session.scalars(select(Agent.role)))
+            roles = list(await session.scalars(select(Agent.role).where(OWN)))
         assert roles == [slug] * written[slug]
     if db.is_postgres:  # and the rows are physically where they belong
         async with db.engine.connect() as conn:
@@ -79,7 +83,10 @@ async def test_interleaved_reads_and_writes_stay_in_their_own_tenant(small_pool_
                 count = await conn.scalar(
                     text(f'SELECT count(*) FROM "tenant_{slug}".agents WHERE role = :r'), {"r": slug}
                 )
-                total = await conn.scalar(text(f'SELECT count(*) FROM "tenant_{slug}".agents'))
+                total = await conn.scalar(
+                    text(f'SELECT count(*) FROM "tenant_{slug}".agents WHERE name <> :example'),
+                    {"example": EXAMPLE_AGENT},
+                )
                 assert count == total == written[slug]
             public_agents = await conn.scalar(
                 text(
@@ -110,11 +117,11 @@ async def test_failed_statement_in_savepoint_leaves_connection_clean(db_url: str
             with pytest.raises(IntegrityError):
                 await session.commit()  # fails the whole transaction, no savepoint
         async with db.tenant_session("beta") as session:  # same single pooled connection
-            assert list(await session.scalars(select(Agent.name))) == []
+            assert list(await session.scalars(select(Agent.name).where(OWN))) == []
             session.add(Agent(name="two", role="beta", goal="g"))
             await session.commit()
         async with db.tenant_session("alpha") as session:
-            assert list(await session.scalars(select(Agent.name))) == ["one"]
+            assert list(await session.scalars(select(Agent.name).where(OWN))) == ["one"]
     finally:
         await db.dispose()
 
@@ -152,9 +159,11 @@ async def test_cancelled_query_leaves_pool_clean_for_next_tenant(db_url: str, tm
             await task
         async with asyncio.timeout(10):
             async with db.tenant_session("beta") as session:
-                assert list(await session.scalars(select(Agent.name))) == ["b"]
+                assert list(await session.scalars(select(Agent.name).where(OWN))) == ["b"]
             async with db.tenant_session("alpha") as session:
-                assert list(await session.scalars(select(Agent.name))) == []  # the flushed row was rolled back
+                assert (
+                    list(await session.scalars(select(Agent.name).where(OWN))) == []
+                )  # the flushed row was rolled back
         if db.is_postgres:
             assert await schema_state(db) == ("public", '"$user", public')
     finally:

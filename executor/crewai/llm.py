@@ -7,7 +7,9 @@ tools and tool calls come back to CrewAI's executor (or run through
 `LLMStreamChunkEvent`. CrewAI is imported only when `crewai_llm(...)` is called.
 
 CrewAI calls `call` from a worker thread (`kickoff_async` is `to_thread(kickoff)`):
-the coroutine is handed to the event loop that owns our database connections.
+the coroutine is handed to the event loop that owns our database connections. A
+`CrewGuard` (see `executor.crewai.runtime`) stops a cancelled crew at its next call and
+cancels the call in flight.
 """
 
 from __future__ import annotations
@@ -20,15 +22,20 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from core.context import TenantContext
-from core.llm.service import LLMService
 from core.llm.types import CallMeta, ChatRequest, LLMResult
+from executor.crewai.runtime import CrewGuard
+from executor.ports import LLMPort
 
 CONTEXT_WINDOW = 8192
 _T = TypeVar("_T")
 
 
-def _run(coroutine: Coroutine[Any, Any, _T], loop: asyncio.AbstractEventLoop | None) -> _T:
+def _run(
+    coroutine: Coroutine[Any, Any, _T], loop: asyncio.AbstractEventLoop | None, guard: CrewGuard | None = None
+) -> _T:
     """Run `coroutine` on `loop` from a worker thread, or in a fresh loop when there is none."""
+    if guard is not None:
+        return guard.run(coroutine)
     if loop is not None and loop.is_running():
         try:
             running = asyncio.get_running_loop()
@@ -72,6 +79,7 @@ def _llm_class() -> type[Any]:
         _provider_id: Any = PrivateAttr(default=None)
         _meta: Any = PrivateAttr(default=None)
         _loop: Any = PrivateAttr(default=None)
+        _guard: Any = PrivateAttr(default=None)
         _tools_supported: bool = PrivateAttr(default=True)
 
         def supports_function_calling(self) -> bool:
@@ -200,7 +208,7 @@ def _llm_class() -> type[Any]:
             formatted = self._start(messages, tools, callbacks, available_functions, from_task, from_agent)
             try:
                 request = self._request(formatted, tools)
-                result = _run(self._complete(request, from_task, from_agent), self._loop)
+                result = _run(self._complete(request, from_task, from_agent), self._loop, self._guard)
             except Exception as exc:
                 self._emit_call_failed_event(error=str(exc), from_task=from_task, from_agent=from_agent)
                 raise
@@ -216,6 +224,8 @@ def _llm_class() -> type[Any]:
             from_agent: Any = None,
             response_model: Any = None,
         ) -> Any:
+            if self._guard is not None:
+                self._guard.check()
             formatted = self._start(messages, tools, callbacks, available_functions, from_task, from_agent)
             try:
                 result = await self._complete(self._request(formatted, tools), from_task, from_agent)
@@ -228,23 +238,27 @@ def _llm_class() -> type[Any]:
 
 
 def crewai_llm(
-    service: LLMService,
+    service: LLMPort,
     ctx: TenantContext,
     *,
     provider_id: uuid.UUID | None = None,
     model: str | None = None,
     meta: CallMeta | None = None,
     loop: asyncio.AbstractEventLoop | None = None,
+    guard: CrewGuard | None = None,
     stream: bool = False,
     supports_tools: bool = True,
     **settings: Any,
 ) -> Any:
-    """A CrewAI `BaseLLM` for one tenant and provider; `loop` is the loop that owns the service."""
+    """A CrewAI `BaseLLM` for one tenant and provider; `loop` is the loop that owns the service.
+
+    With a `guard`, calls run on the guard's loop and stop once the guard is cancelled."""
     llm = _llm_class()(model=model or "default", stream=stream, **settings)
     llm._service = service
     llm._ctx = ctx
     llm._provider_id = provider_id
     llm._meta = meta or CallMeta()
     llm._loop = loop
+    llm._guard = guard
     llm._tools_supported = supports_tools
     return llm

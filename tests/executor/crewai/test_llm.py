@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from core.llm.crewai_llm import crewai_llm
 from core.llm.types import CallMeta
 from db.database import Database
+from executor.crewai.llm import crewai_llm
 from tests.fixtures.llm_server import Reply, ScriptedLLMServer
 from tests.fixtures.llm_stack import Stack, make_stack
 
@@ -99,7 +99,7 @@ async def test_a_crew_runs_a_tool_round_trip_through_the_service_without_leaving
 
 
 async def test_streaming_chunks_are_emitted_as_crewai_events(stack: Stack, llm_server: ScriptedLLMServer) -> None:
-    from crewai import Agent, Crew, Task
+    from crewai import Agent, Crew, CrewOutput, Task
     from crewai.events.stream_context import add_stream_sink, reset_stream_sinks
     from crewai.events.types.llm_events import LLMStreamChunkEvent
 
@@ -119,6 +119,7 @@ async def test_streaming_chunks_are_emitted_as_crewai_events(stack: Stack, llm_s
         output = await crew.kickoff_async()
     finally:
         reset_stream_sinks(token)
+    assert isinstance(output, CrewOutput)
     assert "Paris is the capital" in output.raw
     assert "".join(chunks) == "Paris is the capital"
     assert llm_server.requests[0].json["stream"] is True
