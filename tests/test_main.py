@@ -47,3 +47,22 @@ def test_production_without_secrets_refuses_to_start(tmp_path: Path) -> None:
     result = run_main("migrate", cwd=tmp_path, env={"APP_ENV": "production", "SECRET_KEY": "", "MASTER_KEYS": ""})
     assert result.returncode != 0
     assert "SECRET_KEY is missing" in result.stderr
+
+
+def test_the_app_starts_without_importing_crewai_or_litellm(tmp_path: Path) -> None:
+    """Importing CrewAI takes seconds: it happens in the thread of the first crew, never at start-up."""
+    probe = (
+        "import sys\n"
+        "import main, api.app, ui.app\n"
+        "from wiring.services import build_services\n"
+        "from core.settings import AppSettings\n"
+        "services = build_services(AppSettings())\n"
+        "print(sorted(m for m in ('crewai', 'litellm', 'chromadb') if m in sys.modules))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "MONGODB_URL"}}
+    env |= {"APP_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -128,6 +128,12 @@ class _Flow:
     incoming: dict[str, list[tuple[str, str]]]  # node id -> [(source id, source handle)]
     notes: list[DeclarativeNote] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
+    # Nodes whose output here is the agent's answer as text, where crewai's action gives the agent's
+    # result object: reading them reads its `raw`.
+    answers: set[str] = field(default_factory=set)
+
+    def output_of(self, node_id: str) -> str:
+        return f"outputs.{self.methods[node_id]}" + (".raw" if node_id in self.answers else "")
 
     def note(self, node_id: str | None, message: str) -> None:
         self.notes.append(DeclarativeNote(node_id=node_id, message=message))
@@ -183,7 +189,7 @@ class _Flow:
         if root == "nodes" and steps and str(steps[0]) not in self.methods:
             raise _NoMapping(f"{where} reads node '{steps[0]}', which the flow does not have")
         if root == "nodes" and len(steps) >= 2 and steps[1] == "output":
-            return "outputs." + self.methods[str(steps[0])] + _accessors(steps[2:])
+            return self.output_of(str(steps[0])) + _accessors(steps[2:])
         if root == "nodes":
             raise _NoMapping(f"{where} reads a node's value other than nodes.<id>.output, which does not map")
         raise _NoMapping(f"{where} uses filters, calls or operators; only nodes.<id>.output and inputs.<name> map")
@@ -200,14 +206,14 @@ class _Flow:
                 node_id = match.group("id") or match.group("qid")
                 if node_id not in self.methods:
                     raise _NoMapping(f"{where} reads node '{node_id}', which the flow does not have")
-                result.append(f"outputs.{self.methods[node_id]}")
+                result.append(self.output_of(node_id))
         return "".join(result)
 
     def upstream_output(self, node_id: str) -> str:
         sources = {source for source, _handle in self.incoming.get(node_id, [])}
         if len(sources) != 1:
             raise _NoMapping("reviews 'the node upstream', but it has no single node upstream; set its value")
-        return f"outputs.{self.methods[next(iter(sources))]}"
+        return self.output_of(next(iter(sources)))
 
 
 def _accessors(steps: list[str | int]) -> str:
@@ -492,6 +498,12 @@ def export_flow(
         if edge.source in methods and edge.target in incoming:
             incoming[edge.target].append((edge.source, edge.source_handle))
     flow = _Flow(parsed, references or References(), methods, events, incoming)
+    flow.answers = {
+        node.id
+        for node in parsed.nodes
+        if (node.type == "agent" and not node.data.get("output_schema"))
+        or (node.type == "llm" and not node.data.get("json_schema"))
+    }
     unmapped: list[Unmapped] = []
     result: dict[str, dict[str, Any]] = {}
     for node in parsed.nodes:

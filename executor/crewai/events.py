@@ -36,6 +36,8 @@ class Names:
     agents: dict[str, str] = field(default_factory=dict)
     # Some events (agent logs) carry only the role, as filled at kickoff: learned from events carrying both.
     roles: dict[str, str] = field(default_factory=dict)
+    # The task each agent works on now: agent-log events do not say.
+    tasks: dict[str, str] = field(default_factory=dict)
 
     def agent(self, event: Any, agent: Any = None) -> str | None:
         agent_id = str(agent.id) if agent is not None else getattr(event, "agent_id", None)
@@ -62,7 +64,10 @@ def translate(event: Any, names: Names) -> tuple[str, dict[str, Any]] | None:
     if sequence is not None:
         where["crew_seq"] = sequence
     if kind == "task_started":
-        return TASK_STARTED, {**where, "agent": names.agent(event, _task_agent(event))}
+        agent = names.agent(event, _task_agent(event))
+        if agent and where["task"]:
+            names.tasks[agent] = where["task"]
+        return TASK_STARTED, {**where, "agent": agent}
     if kind == "task_completed":
         output = event.output
         return TASK_COMPLETED, {
@@ -73,6 +78,8 @@ def translate(event: Any, names: Names) -> tuple[str, dict[str, Any]] | None:
     if kind == "task_failed":
         return TASK_FAILED, {**where, "agent": names.agent(event, _task_agent(event)), "error": clip(event.error)}
     agent = names.agent(event)
+    if not where["task"] and agent:
+        where["task"] = names.tasks.get(agent)
     if kind == "llm_stream_chunk":
         return (TOKEN, {**where, "agent": agent, "text": event.chunk}) if event.chunk else None
     if kind == "tool_usage_started":
@@ -95,7 +102,11 @@ def translate(event: Any, names: Names) -> tuple[str, dict[str, Any]] | None:
 
 def _step(answer: Any) -> dict[str, Any]:
     """An agent's step (CrewAI's AgentAction or AgentFinish) as plain data."""
-    step: dict[str, Any] = {"thought": clip(getattr(answer, "thought", "") or "")}
+    thought = getattr(answer, "thought", "") or ""
+    # CrewAI's stand-in when a reply is not in its Thought/Action format (the reply becomes the answer).
+    if thought == "Failed to parse LLM response":
+        thought = ""
+    step: dict[str, Any] = {"thought": clip(thought)}
     if hasattr(answer, "tool"):
         step.update(tool=answer.tool, arguments=clip(answer.tool_input or ""), final=False)
     else:

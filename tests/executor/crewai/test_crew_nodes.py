@@ -143,6 +143,10 @@ async def test_a_crew_in_a_flow_runs_its_tasks_in_order_with_a_sandboxed_tool(wo
     streamed = "".join(e.data["text"] for e in team if e.type == "token" and e.data["agent"] == "researcher")
     assert streamed == "Owls hunt at night."
     assert {e.data["agent"] for e in team if e.type == "token"} == {"researcher", "writer", "editor"}
+    steps = [e for e in team if e.type == "agent_step"]
+    assert steps
+    assert {e.data["task"] for e in steps} <= {"research", "write", "edit"}
+    assert any(e.data.get("tool_calls") == [{"tool": "shout", "arguments": '{"text": "owls"}'}] for e in steps)
     tool_events = [e for e in team if e.type.startswith("tool_")]
     assert [e.type for e in tool_events] == ["tool_started", "tool_finished"]
     assert tool_events[0].data["tool"] == "shout"

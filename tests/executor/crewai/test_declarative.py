@@ -4,6 +4,7 @@ what does not map is listed with the reason, and a branching flow runs in CrewAI
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from core.crew_specs import AgentSpec, CrewSpec, TaskSpec
 from executor.crewai.declarative import DeclarativeExport, References, export_flow, export_saved_flow
 from tests.executor.conftest import World, document, edge, node
+from tests.fixtures.llm_server import Reply
 
 
 @pytest.fixture(autouse=True)
@@ -130,10 +132,10 @@ async def test_every_node_type_maps_or_is_listed_and_the_document_validates(worl
     assert methods["ask_llm"]["do"]["with"]["llm"] == {"model": "openai/m1", "temperature": 0.2}
     assert methods["check"]["router"] is True
     assert methods["check"]["do"]["expr"] == (
-        '(size(outputs.ask_llm) > 3 && state.topic != "nodes.x.output") ? "check_true" : "check_false"'
+        '(size(outputs.ask_llm.raw) > 3 && state.topic != "nodes.x.output") ? "check_true" : "check_false"'
     )
     assert methods["shout"] == {
-        "do": {"call": "tool", "ref": "tools.shout:ShoutTool", "with": {"text": "${outputs.ask_llm}"}},
+        "do": {"call": "tool", "ref": "tools.shout:ShoutTool", "with": {"text": "${outputs.ask_llm.raw}"}},
         "listen": "check_true",
     }
     assert methods["route"]["listen"] == "check_false"
@@ -148,7 +150,7 @@ async def test_every_node_type_maps_or_is_listed_and_the_document_validates(worl
     assert methods["solo"]["do"]["with"]["input"].startswith("Judge ${outputs.team.raw}")
     assert methods["saved"]["listen"] == "input"
     assert methods["saved"]["do"]["with"]["role"] == "Poet of {topic}"
-    assert methods["result"]["do"]["expr"] == '"Verdict: " + string(outputs.solo)'
+    assert methods["result"]["do"]["expr"] == '"Verdict: " + string(outputs.solo.raw)'
     assert set(export.files) == {"tools/shout.py"}
     assert "class ShoutTool" in export.files["tools/shout.py"]
     noted = {note.node_id for note in export.notes}
@@ -256,3 +258,60 @@ def test_node_ids_become_method_names_and_events_never_collide() -> None:
     assert set(methods) == {"node_in", "node_1st", "node_1st_true", "a_b", "a_b_2"}
     assert methods["node_1st"]["emit"] == ["node_1st_true_2", "node_1st_false"]
     assert methods["node_1st_true"]["listen"] == "node_1st_true_2"
+
+
+async def test_an_agent_flow_gives_the_same_answer_in_crewai_as_here(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exported flow with an agent runs in CrewAI's own runtime, against the same scripted server."""
+    from crewai import Flow
+
+    flow = document(
+        [
+            node("input", "input"),
+            node(
+                "ask",
+                "agent",
+                role="Geographer",
+                goal="Name capitals",
+                provider_id=world.provider_id,
+                task="What is the capital of {{ inputs.country }}?",
+                stream=False,
+            ),
+            node("out", "output", name="answer", value="{{ nodes.ask.output }}"),
+        ],
+        [edge("input", "ask"), edge("ask", "out")],
+        [{"name": "country", "type": "string"}],
+    )
+    saved = await world.flow(flow)
+    services = world.services
+    export = await export_saved_flow(
+        world.editor,
+        saved.version.flow_id,
+        flows=services.flows,
+        crews=services.crews,
+        tools=services.tools,
+        providers=services.llm_stack.providers,
+    )
+    validated(export)
+    assert export.unmapped == []
+
+    world.server.script(Reply.say("Paris"))
+    started = await services.executions.start_run(world.editor, saved.version.flow_id, {"country": "France"})
+    ours = await services.executions.wait(world.editor, started.id, 60)
+    assert ours.status == "completed", ours.error
+    asked_here = json.dumps(world.server.requests[-1].json["messages"])
+
+    # CrewAI's own OpenAI client, pointed at the scripted server the provider points at.
+    monkeypatch.setenv("OPENAI_API_KEY", "scripted")
+    monkeypatch.setenv("OPENAI_BASE_URL", world.server.base_url)
+    monkeypatch.setenv("OPENAI_API_BASE", world.server.base_url)
+    world.server.script(Reply.say("Paris"))
+    theirs = await asyncio.to_thread(
+        lambda: Flow.from_declaration(contents=export.document).kickoff(inputs={"country": "France"})
+    )
+    asked_there = json.dumps(world.server.requests[-1].json["messages"])
+    assert "What is the capital of France?" in asked_here
+    assert "What is the capital of France?" in asked_there
+    assert ours.outputs == {"answer": "Paris"}
+    assert theirs == ours.outputs["answer"]
