@@ -18,12 +18,12 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from core.text import JsonObject, Line, Name, Text
+from core.tool_schemas import json_schema_or_none
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 # CrewAI's own rule for what it interpolates: `{name}` with an identifier-like name.
@@ -95,15 +95,7 @@ class TaskSpec(BaseModel):
 
     _check_name = field_validator("name")(_snake_case)
 
-    @field_validator("output_schema")
-    @classmethod
-    def _schema_is_valid(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
-        if schema is not None:
-            try:
-                jsonschema.validators.validator_for(schema).check_schema(schema)
-            except jsonschema.SchemaError as exc:
-                raise ValueError(f"is not a valid JSON schema: {exc.message}") from exc
-        return schema
+    _check_schema = field_validator("output_schema")(json_schema_or_none)
 
     @field_validator("output_file")
     @classmethod

@@ -177,3 +177,13 @@ def example_input(schema: Mapping[str, Any]) -> dict[str, Any]:
             kind = prop.get("type")
             example[name] = _PLACEHOLDERS.get(kind if isinstance(kind, str) else "string", "")
     return example
+
+
+def json_schema_or_none(schema: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A pydantic field validator: `schema` unchanged when it is a valid JSON schema (or None), else `ValueError`."""
+    if schema is not None:
+        try:
+            validators.validator_for(schema).check_schema(schema)
+        except SchemaError as exc:
+            raise ValueError(f"is not a valid JSON schema: {exc.message}") from exc
+    return schema

@@ -10,12 +10,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-import jsonschema
 from pydantic import Field, StringConstraints, ValidationError, field_validator
 
 from core.crew_specs import AgentSpec, TaskSpec
 from core.errors import CoreError
 from core.text import JsonObject, Line, Text
+from core.tool_schemas import json_schema_or_none
 from executor.errors import NodeFailed, TemplateError
 from executor.nodes.base import Catalog, NodeContext, NodeData, NodeMeta, NodeOutcome, NodeType, ReferenceKind
 from executor.registry import register
@@ -41,15 +41,7 @@ class AgentData(NodeData):
     max_iter: int = Field(default=10, ge=1, le=100, description="Most reasoning steps before it must answer.")
     stream: bool = Field(default=True, description="Show the reply token by token.")
 
-    @field_validator("output_schema")
-    @classmethod
-    def _schema_is_valid(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
-        if schema is not None:
-            try:
-                jsonschema.validators.validator_for(schema).check_schema(schema)
-            except jsonschema.SchemaError as exc:
-                raise ValueError(f"is not a valid JSON schema: {exc.message}") from exc
-        return schema
+    _check_schema = field_validator("output_schema")(json_schema_or_none)
 
 
 @register

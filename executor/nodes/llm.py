@@ -14,6 +14,7 @@ from pydantic import Field, StringConstraints, field_validator
 from core.errors import CoreError
 from core.llm.types import PASSTHROUGH_PARAMS, CallMeta, ChatRequest, LLMResult
 from core.text import JsonObject, Line, Text
+from core.tool_schemas import json_schema_or_none
 from executor.errors import NodeFailed, TemplateError
 from executor.nodes.base import NodeContext, NodeData, NodeMeta, NodeOutcome, NodeType, ReferenceKind
 from executor.registry import register
@@ -41,15 +42,7 @@ class LLMData(NodeData):
     )
     stream: bool = Field(default=True, description="Show the reply token by token while it is written.")
 
-    @field_validator("json_schema")
-    @classmethod
-    def _schema_is_valid(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
-        if schema is not None:
-            try:
-                jsonschema.validators.validator_for(schema).check_schema(schema)
-            except jsonschema.SchemaError as exc:
-                raise ValueError(f"is not a valid JSON schema: {exc.message}") from exc
-        return schema
+    _check_schema = field_validator("json_schema")(json_schema_or_none)
 
 
 @register

@@ -15,6 +15,7 @@ from core.providers import ProviderInput
 from core.tools import ToolSpec
 from executor.flows import SavedVersion
 from tests.api.conftest import identity_settings
+from tests.conftest import pg_url
 from tests.fixtures import llm_server as _scripted
 from tests.fixtures.llm_server import ScriptedLLMServer
 from wiring.services import Services, build_services
@@ -112,6 +113,16 @@ async def started_services(tmp_path: Path, db_url: str, bus: str = "memory") -> 
 async def world(db_url: str, tmp_path: Path, llm_server: ScriptedLLMServer) -> AsyncIterator[World]:
     """A world on each database, with the in-process bus."""
     services = await started_services(tmp_path, db_url)
+    try:
+        yield await make_world(services, llm_server)
+    finally:
+        await services.aclose()
+
+
+@pytest.fixture
+async def pg_world(pg_database: str, tmp_path: Path, llm_server: ScriptedLLMServer) -> AsyncIterator[World]:
+    """A world on PostgreSQL only, for tests too slow to run on both databases (crews, chat)."""
+    services = await started_services(tmp_path, pg_url(pg_database))
     try:
         yield await make_world(services, llm_server)
     finally:

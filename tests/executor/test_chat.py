@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,22 +18,10 @@ from core.context import Role, TenantContext
 from core.crew_specs import AgentSpec, CrewSpec, TaskSpec
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from executor.chat import ChatService
-from tests.executor.conftest import World, document, edge, make_world, node, started_services
-from tests.fixtures.llm_server import Reply, ScriptedLLMServer
+from tests.executor.conftest import World, document, edge, node
+from tests.fixtures.llm_server import Reply
 
 WAIT_S = 120
-
-
-@pytest.fixture
-async def pg_world(pg_database: str, tmp_path: Path, llm_server: ScriptedLLMServer) -> AsyncIterator[World]:
-    """A world on PostgreSQL only."""
-    from tests.conftest import pg_url
-
-    services = await started_services(tmp_path, pg_url(pg_database))
-    try:
-        yield await make_world(services, llm_server)
-    finally:
-        await services.aclose()
 
 
 def chat_of(world: World) -> ChatService:

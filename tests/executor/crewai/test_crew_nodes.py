@@ -6,31 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
-
-import pytest
 
 from core.crew_specs import AgentSpec, CrewSpec, TaskSpec
 from core.executions import EventRecord
-from tests.executor.conftest import World, document, edge, make_world, node, started_services
-from tests.fixtures.llm_server import Reply, ScriptedLLMServer
+from tests.executor.conftest import World, document, edge, node
+from tests.fixtures.llm_server import Reply
 
 TOPIC = [{"name": "topic", "type": "string"}]
 CREW_EVENTS = {"crew_task_started", "crew_task_completed", "crew_task_failed", "agent_step", "token"}
-
-
-@pytest.fixture
-async def pg_world(pg_database: str, tmp_path: Path, llm_server: ScriptedLLMServer) -> AsyncIterator[World]:
-    """A world on PostgreSQL only (the crew tests are slow enough without running twice)."""
-    from tests.conftest import pg_url
-
-    services = await started_services(tmp_path, pg_url(pg_database))
-    try:
-        yield await make_world(services, llm_server)
-    finally:
-        await services.aclose()
 
 
 async def save_crew(

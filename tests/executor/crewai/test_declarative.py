@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,18 +14,6 @@ from core.crew_specs import AgentSpec, CrewSpec, TaskSpec
 from executor.crewai.declarative import DeclarativeExport, References, export_flow, export_saved_flow
 from tests.executor.conftest import World, document, edge, node
 from tests.fixtures.llm_server import Reply
-
-
-@pytest.fixture(autouse=True)
-def crewai_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name, value in {
-        "CREWAI_DISABLE_TELEMETRY": "true",
-        "OTEL_SDK_DISABLED": "true",
-        "CREWAI_TRACING_ENABLED": "false",
-        "CREWAI_TESTING": "true",
-        "CREWAI_STORAGE_DIR": str(tmp_path / "crewai"),
-    }.items():
-        monkeypatch.setenv(name, value)
 
 
 def validated(export: DeclarativeExport) -> Any:

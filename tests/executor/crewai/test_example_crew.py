@@ -2,41 +2,17 @@
 
 from __future__ import annotations
 
-import ipaddress
-import sys
 import uuid
 from pathlib import Path
-from typing import Any
 
 from core.context import Role, TenantContext
 from tests.api.conftest import identity_settings
 from tests.executor.conftest import document, edge, node
+from tests.fixtures import network
 from wiring.services import build_services
-
-_outbound: list[str] | None = None
-
-
-def _audit(event: str, args: tuple[Any, ...]) -> None:
-    """Record every connection or name lookup that is not loopback, while a test switches it on."""
-    if _outbound is None:
-        return
-    if event == "socket.connect" and isinstance(args[1], tuple) and args[1]:
-        host = str(args[1][0])
-        try:
-            if ipaddress.ip_address(host.split("%")[0]).is_loopback:
-                return
-        except ValueError:
-            pass
-        _outbound.append(f"connect {args[1]}")
-    elif event == "socket.getaddrinfo" and args[0] not in {None, "localhost", "127.0.0.1", "::1", b"localhost"}:
-        _outbound.append(f"lookup {args[0]!r}")
-
-
-sys.addaudithook(_audit)  # cannot be removed; idle unless `_outbound` is a list
 
 
 async def test_the_example_crew_answers_on_the_local_model(tmp_path: Path) -> None:
-    global _outbound
     settings = identity_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'control.db'}")
     services = build_services(settings)
     await services.start()
@@ -61,13 +37,9 @@ async def test_the_example_crew_answers_on_the_local_model(tmp_path: Path) -> No
         )
         saved = await services.flows.create(editor, "example", "", flow)
         assert saved.problems == []
-        _outbound = []
-        try:
+        with network.watch() as seen:
             started = await services.executions.start_run(editor, saved.version.flow_id, {})
             ended = await services.executions.wait(editor, started.id, 240)
-            seen = list(_outbound)
-        finally:
-            _outbound = None
         assert ended.status == "completed", ended.error
         tasks = ended.runs_by_node()["team"].output["tasks"]
         assert [t["name"] for t in tasks] == ["draft_answer", "polish_answer"]

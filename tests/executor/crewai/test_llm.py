@@ -4,8 +4,6 @@ usage records, and no connection leaving loopback (telemetry off)."""
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import sys
 import uuid
 from typing import Any
 
@@ -14,35 +12,9 @@ import pytest
 from core.llm.types import CallMeta
 from db.database import Database
 from executor.crewai.llm import crewai_llm
+from tests.fixtures import network
 from tests.fixtures.llm_server import Reply, ScriptedLLMServer
 from tests.fixtures.llm_stack import Stack, make_stack
-
-_outbound: list[str] | None = None
-
-
-def _audit(event: str, args: tuple[Any, ...]) -> None:
-    """Record every connect or name lookup that is not loopback (observation only)."""
-    if _outbound is None:
-        return
-    if event == "socket.connect":
-        address = args[1]
-        if isinstance(address, tuple) and address:
-            host = str(address[0])
-            try:
-                if ipaddress.ip_address(host.split("%")[0]).is_loopback:
-                    return
-            except ValueError:
-                pass
-            _outbound.append(f"connect {address}")
-    elif event == "socket.getaddrinfo":
-        host = args[0]
-        if isinstance(host, bytes):
-            host = host.decode()
-        if host not in {None, "localhost", "127.0.0.1", "::1"}:
-            _outbound.append(f"lookup {host}")
-
-
-sys.addaudithook(_audit)  # audit hooks cannot be removed; this one is idle unless a test switches it on
 
 
 @pytest.fixture
@@ -67,7 +39,6 @@ def build_crew(llm: Any) -> Any:
 async def test_a_crew_runs_a_tool_round_trip_through_the_service_without_leaving_loopback(
     stack: Stack, llm_server: ScriptedLLMServer
 ) -> None:
-    global _outbound
     provider = await stack.add_provider(name="vllm", base_url=llm_server.base_url)
     execution = uuid.uuid4()
     llm = crewai_llm(
@@ -79,12 +50,8 @@ async def test_a_crew_runs_a_tool_round_trip_through_the_service_without_leaving
     )
     llm_server.script(Reply.call("add", {"a": 2, "b": 3}), Reply.say("The sum is 5."))
     crew = build_crew(llm)
-    _outbound = []
-    try:
+    with network.watch() as seen:
         output = await crew.kickoff_async()
-        seen = list(_outbound)
-    finally:
-        _outbound = None
 
     assert "The sum is 5." in output.raw
     first, second = llm_server.requests[:2]

@@ -29,19 +29,6 @@ MiB = 1024 * 1024
 PACKAGE = "research_crew"
 
 
-@pytest.fixture(autouse=True)
-def crewai_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """CrewAI quiet and offline, writing under the test's folder."""
-    for name, value in {
-        "CREWAI_DISABLE_TELEMETRY": "true",
-        "OTEL_SDK_DISABLED": "true",
-        "CREWAI_TRACING_ENABLED": "false",
-        "CREWAI_TESTING": "true",
-        "CREWAI_STORAGE_DIR": str(tmp_path / "crewai"),
-    }.items():
-        monkeypatch.setenv(name, value)
-
-
 @pytest.fixture
 def fresh_modules() -> Iterator[None]:
     """Forget the exported package after each test: the next one loads its own export."""
