@@ -244,7 +244,7 @@ async def test_a_flow_exports_as_crewai_flow_v1(client: httpx.AsyncClient) -> No
 
     definition = FlowDefinition.model_validate(body["document"])
     assert definition.name == "Ask"
-    assert body["document"]["methods"]["out"]["do"] == {"call": "expression", "expr": "outputs.ask"}
+    assert body["document"]["methods"]["out"]["do"] == {"call": "expression", "expr": "outputs.ask.raw"}
     assert [(item["node_id"], item["type"]) for item in body["unmapped"]] == [("nested", "subflow")]
     missing = await client.get(f"/api/flows/{flow_id}/export/crewai", headers=owner.headers, params={"version": 9})
     assert missing.status_code == 404
