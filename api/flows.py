@@ -24,7 +24,7 @@ from core.text import JsonObject, Line, Name, Text
 from executor.document import Id, Json
 from executor.errors import FlowProblem
 from executor.flows import SavedVersion
-from executor.service import RunOptions
+from executor.reuse import RunOptions
 
 router = APIRouter(prefix="/api/flows", tags=["flows"], responses=responses(*IN_TENANT))
 types_router = APIRouter(prefix="/api/node-types", tags=["flows"], responses=responses(*IN_TENANT))

@@ -84,3 +84,13 @@ class NodeServices:
     tools: ToolPort
     subflows: SubflowPort
     crews: CrewPort | None = None  # None: agent and crew nodes cannot run here
+
+
+class Runners(Protocol):
+    """The app instances that run executions (`core.instances.InstanceRegistry` fits)."""
+
+    id: uuid.UUID
+
+    async def live(self) -> set[uuid.UUID]: ...
+
+    async def reap(self) -> set[uuid.UUID]: ...

@@ -235,3 +235,14 @@ async def source_run(
     if source.flow_id != flow_id:
         raise InvalidInput(f"execution {execution_id} is a run of another flow", field="reuse_execution")
     return source
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run starts: from a node reusing an earlier run, with overrides, pins and breakpoints."""
+
+    from_node: str | None = None
+    reuse_execution: uuid.UUID | None = None  # the earlier run; the flow's latest when `from_node` is given alone
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # node id -> output used instead of running it
+    use_pins: bool = False
+    breakpoints: tuple[str, ...] = ()

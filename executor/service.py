@@ -18,9 +18,8 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from core.context import Role, TenantContext
 from core.errors import Conflict, InvalidInput
@@ -34,11 +33,12 @@ from executor.document import parse_document
 from executor.engine import Engine, Inbox, RunRequest, RunResult, TenantSlots
 from executor.errors import FlowInvalid, NodeFailed
 from executor.pauses import Pauses, TimerPort, answers_of, cancel_waiting, resumed_request
-from executor.ports import CrewPort, LLMPort, NodeServices, ToolPort
+from executor.ports import CrewPort, LLMPort, NodeServices, Runners, ToolPort
 from executor.recorder import JournalPort, JournalRecorder
 from executor.registry import Registry
 from executor.reuse import (
     Carried,
+    RunOptions,
     announce,
     changed_nodes,
     check_named,
@@ -54,27 +54,6 @@ log = logging.getLogger(__name__)
 
 CONTROL_CHANNEL = "executions:control"
 MAX_SUBFLOW_DEPTH = 8
-
-
-class Runners(Protocol):
-    """The app instances that run executions (`core.instances.InstanceRegistry` fits)."""
-
-    id: uuid.UUID
-
-    async def live(self) -> set[uuid.UUID]: ...
-
-    async def reap(self) -> set[uuid.UUID]: ...
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How a run starts: from a node reusing an earlier run, with overrides, pins and breakpoints."""
-
-    from_node: str | None = None
-    reuse_execution: uuid.UUID | None = None  # the earlier run; the flow's latest when `from_node` is given alone
-    overrides: Mapping[str, Any] = field(default_factory=dict)  # node id -> output used instead of running it
-    use_pins: bool = False
-    breakpoints: tuple[str, ...] = ()
 
 
 class ExecutionService:

@@ -30,20 +30,24 @@ validated with CrewAI's own `FlowDefinition`.
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, TemplateSyntaxError
-from jinja2 import nodes as jinja
 from pydantic import BaseModel, ValidationError
 
 from core.context import TenantContext
 from core.crew_specs import placeholders
 from core.errors import NotFound
-from executor.crewai.project import ProviderInfo, llm_name
+from executor.crewai.declarative_scope import (
+    CEL_RESERVED,
+    IDENT,
+    METHOD,
+    DeclarativeNote,
+    NoMapping,
+    References,
+    Scope,
+)
 from executor.crewai.project_sources import tool_class_name, tool_module
 from executor.document import FlowDocument, FlowNode, parse_document
 from executor.errors import ExecutorError
@@ -54,24 +58,6 @@ if TYPE_CHECKING:
     from executor.flows import FlowService
 
 SCHEMA = "crewai.flow/v1"
-_METHOD = re.compile(r"[^A-Za-z0-9_]")
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_CEL_RESERVED = re.compile(
-    r"^(as|break|const|continue|else|false|for|function|if|import|in|let|loop|namespace|null|package|return|true|var"
-    r"|void|while)$"
-)
-# CEL as CrewCanvas writes it: string literals are copied as they are; `nodes.<id>.output`,
-# `nodes["<id>"].output` and `inputs` are the roots to rename.
-_CEL_TOKEN = re.compile(
-    r"""
-    (?P<string>[rRbB]{0,2}(?:\"\"\"[\s\S]*?\"\"\"|'''[\s\S]*?'''|"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'))
-  | (?<![\w.])nodes\s*(?:\.\s*(?P<id>[A-Za-z_][A-Za-z0-9_]*)|\[\s*(?P<quote>["'])(?P<qid>[^"'\\]*)(?P=quote)\s*\])
-      \s*\.\s*output\b
-  | (?P<inputs>(?<![\w.])inputs\b)
-  | (?P<other>[\s\S])
-    """,
-    re.VERBOSE,
-)
 
 
 class Unmapped(BaseModel):
@@ -80,13 +66,6 @@ class Unmapped(BaseModel):
     node_id: str
     type: str
     reason: str
-
-
-class DeclarativeNote(BaseModel):
-    """Something that maps only partly (`node_id` null: the flow as a whole)."""
-
-    node_id: str | None
-    message: str
 
 
 class DeclarativeExport(BaseModel):
@@ -98,153 +77,23 @@ class DeclarativeExport(BaseModel):
     files: dict[str, str]
 
 
-@dataclass(frozen=True)
-class References:
-    """The records a flow's nodes name, by id (as text): crews, saved agents, tools, providers."""
-
-    crews: Mapping[str, CrewBundle] = field(default_factory=dict)
-    agents: Mapping[str, Any] = field(default_factory=dict)  # AgentSpec-like
-    tools: Mapping[str, Any] = field(default_factory=dict)  # ToolView-like
-    providers: Mapping[str, ProviderInfo] = field(default_factory=dict)
-    default_provider_id: uuid.UUID | None = None
-
-    def llm(self, provider_id: Any, model: str | None) -> str | None:
-        chosen = str(provider_id) if provider_id else str(self.default_provider_id or "")
-        return llm_name(self.providers.get(chosen), model)
-
-
-class _NoMapping(Exception):
-    """This node (or one of its fields) has no crewai.flow/v1 equivalent; the message says why."""
-
-
-@dataclass
-class _Flow:
-    """What the node mappers share: method names, branch events, references, and the notes so far."""
-
-    document: FlowDocument
-    references: References
-    methods: dict[str, str]  # node id -> method
-    events: dict[tuple[str, str], str]  # (node id, handle) -> event name
-    incoming: dict[str, list[tuple[str, str]]]  # node id -> [(source id, source handle)]
-    notes: list[DeclarativeNote] = field(default_factory=list)
-    files: dict[str, str] = field(default_factory=dict)
-    # Nodes whose output here is the agent's answer as text, where crewai's action gives the agent's
-    # result object: reading them reads its `raw`.
-    answers: set[str] = field(default_factory=set)
-
-    def output_of(self, node_id: str) -> str:
-        return f"outputs.{self.methods[node_id]}" + (".raw" if node_id in self.answers else "")
-
-    def note(self, node_id: str | None, message: str) -> None:
-        self.notes.append(DeclarativeNote(node_id=node_id, message=message))
-
-    def template(self, source: str, where: str) -> str:
-        """A CrewCanvas template as a crewai template (`${...}` with outputs/state roots)."""
-        if "${" in source:
-            raise _NoMapping(f"{where} contains '${{', which crewai.flow/v1 would read as an expression")
-        if not any(marker in source for marker in ("{{", "{%", "{#")):
-            return source
-        parts: list[str] = []
-        for literal, path in self._segments(source, where):
-            parts.append(literal if path is None else "${" + path + "}")
-        return "".join(parts)
-
-    def expression(self, source: str, where: str) -> str:
-        """A CrewCanvas template as one CEL expression: the path itself, or text joined with `string(...)`."""
-        segments = list(self._segments(source, where)) if source else [("", None)]
-        if len(segments) == 1 and segments[0][1] is not None:
-            return str(segments[0][1])
-        return " + ".join(json.dumps(text) if path is None else f"string({path})" for text, path in segments) or '""'
-
-    def _segments(self, source: str, where: str) -> list[tuple[str, str | None]]:
-        try:
-            body = Environment().parse(source).body  # noqa: S701  # parsed only, never rendered
-        except TemplateSyntaxError as exc:
-            raise _NoMapping(f"{where} is not a valid template: {exc.message}") from exc
-        segments: list[tuple[str, str | None]] = []
-        for statement in body:
-            if not isinstance(statement, jinja.Output):
-                raise _NoMapping(f"{where} uses {{% %}} statements, which crewai templates do not have")
-            for part in statement.nodes:
-                if isinstance(part, jinja.TemplateData):
-                    segments.append((part.data, None))
-                else:
-                    segments.append(("", self._path(part, where)))
-        return segments
-
-    def _path(self, expression: jinja.Node, where: str) -> str:
-        steps: list[str | int] = []
-        while isinstance(expression, jinja.Getattr | jinja.Getitem):
-            if isinstance(expression, jinja.Getattr):
-                steps.append(expression.attr)
-            elif isinstance(expression.arg, jinja.Const) and isinstance(expression.arg.value, str | int):
-                steps.append(expression.arg.value)
-            else:
-                raise _NoMapping(f"{where} indexes with a computed key, which does not map")
-            expression = expression.node
-        steps.reverse()
-        root = expression.name if isinstance(expression, jinja.Name) else None
-        if root == "inputs" and steps:
-            return "state" + _accessors(steps)
-        if root == "nodes" and steps and str(steps[0]) not in self.methods:
-            raise _NoMapping(f"{where} reads node '{steps[0]}', which the flow does not have")
-        if root == "nodes" and len(steps) >= 2 and steps[1] == "output":
-            return self.output_of(str(steps[0])) + _accessors(steps[2:])
-        if root == "nodes":
-            raise _NoMapping(f"{where} reads a node's value other than nodes.<id>.output, which does not map")
-        raise _NoMapping(f"{where} uses filters, calls or operators; only nodes.<id>.output and inputs.<name> map")
-
-    def cel(self, source: str, where: str) -> str:
-        """A CrewCanvas CEL expression with its roots renamed (`nodes.<id>.output` -> `outputs.<method>`)."""
-        result: list[str] = []
-        for match in _CEL_TOKEN.finditer(source):
-            if match.group("string") is not None or match.group("other") is not None:
-                result.append(match.group(0))
-            elif match.group("inputs") is not None:
-                result.append("state")
-            else:
-                node_id = match.group("id") or match.group("qid")
-                if node_id not in self.methods:
-                    raise _NoMapping(f"{where} reads node '{node_id}', which the flow does not have")
-                result.append(self.output_of(node_id))
-        return "".join(result)
-
-    def upstream_output(self, node_id: str) -> str:
-        sources = {source for source, _handle in self.incoming.get(node_id, [])}
-        if len(sources) != 1:
-            raise _NoMapping("reviews 'the node upstream', but it has no single node upstream; set its value")
-        return self.output_of(next(iter(sources)))
-
-
-def _accessors(steps: list[str | int]) -> str:
-    out = []
-    for step in steps:
-        if isinstance(step, int):
-            out.append(f"[{step}]")
-        elif _IDENT.match(step) and not _CEL_RESERVED.match(step):
-            out.append(f".{step}")
-        else:
-            out.append(f"[{json.dumps(step)}]")
-    return "".join(out)
-
-
 # -- the nodes -----------------------------------------------------------------------------
 
-Mapper = Callable[[FlowNode, _Flow], dict[str, Any]]
+Mapper = Callable[[FlowNode, Scope], dict[str, Any]]
 
 
 def _data(node: FlowNode, model: type[BaseModel]) -> Any:
     try:
         return model.model_validate(node.data)
     except ValidationError as exc:
-        raise _NoMapping(f"its data is not valid ({exc.error_count()} problem(s)); fix the node first") from exc
+        raise NoMapping(f"its data is not valid ({exc.error_count()} problem(s)); fix the node first") from exc
 
 
-def _input(node: FlowNode, flow: _Flow) -> dict[str, Any]:
+def _input(node: FlowNode, flow: Scope) -> dict[str, Any]:
     return {"description": "The flow's inputs.", "do": {"call": "expression", "expr": "state"}}
 
 
-def _output(node: FlowNode, flow: _Flow) -> dict[str, Any]:
+def _output(node: FlowNode, flow: Scope) -> dict[str, Any]:
     from executor.nodes.output import OutputData
 
     data = _data(node, OutputData)
@@ -254,7 +103,7 @@ def _output(node: FlowNode, flow: _Flow) -> dict[str, Any]:
     }
 
 
-def _llm(node: FlowNode, flow: _Flow) -> dict[str, Any]:
+def _llm(node: FlowNode, flow: Scope) -> dict[str, Any]:
     from executor.nodes.llm import LLMData
 
     data = _data(node, LLMData)
@@ -281,7 +130,7 @@ def _llm(node: FlowNode, flow: _Flow) -> dict[str, Any]:
     return {"do": {"call": "agent", "with": agent}}
 
 
-def _agent(node: FlowNode, flow: _Flow) -> dict[str, Any]:
+def _agent(node: FlowNode, flow: Scope) -> dict[str, Any]:
     from executor.nodes.agent import AgentData
 
     data = _data(node, AgentData)
@@ -289,7 +138,7 @@ def _agent(node: FlowNode, flow: _Flow) -> dict[str, Any]:
     if data.agent_id is not None:
         saved = flow.references.agents.get(str(data.agent_id))
         if saved is None:
-            raise _NoMapping(f"its agent {data.agent_id} does not exist in this workspace")
+            raise NoMapping(f"its agent {data.agent_id} does not exist in this workspace")
         agent = _agent_definition(saved, flow, node.id)
         needed = placeholders(saved.role, saved.goal, saved.backstory)
         if needed:
@@ -310,7 +159,7 @@ def _agent(node: FlowNode, flow: _Flow) -> dict[str, Any]:
     return {"do": {"call": "agent", "with": {key: value for key, value in agent.items() if value not in (None, [])}}}
 
 
-def _agent_definition(agent: Any, flow: _Flow, node_id: str) -> dict[str, Any]:
+def _agent_definition(agent: Any, flow: Scope, node_id: str) -> dict[str, Any]:
     definition: dict[str, Any] = {
         "role": agent.role,
         "goal": agent.goal,
@@ -325,7 +174,7 @@ def _agent_definition(agent: Any, flow: _Flow, node_id: str) -> dict[str, Any]:
     return {key: value for key, value in definition.items() if value not in (None, [])}
 
 
-def _tool_refs(tool_ids: list[uuid.UUID], flow: _Flow, node_id: str) -> list[str]:
+def _tool_refs(tool_ids: list[uuid.UUID], flow: Scope, node_id: str) -> list[str]:
     refs = []
     for tool_id in tool_ids:
         tool = flow.references.tools.get(str(tool_id))
@@ -337,13 +186,13 @@ def _tool_refs(tool_ids: list[uuid.UUID], flow: _Flow, node_id: str) -> list[str
     return refs
 
 
-def _crew(node: FlowNode, flow: _Flow) -> dict[str, Any]:
+def _crew(node: FlowNode, flow: Scope) -> dict[str, Any]:
     from executor.nodes.crew import CrewData
 
     data = _data(node, CrewData)
     bundle = flow.references.crews.get(str(data.crew_id))
     if bundle is None:
-        raise _NoMapping(f"its crew {data.crew_id} does not exist in this workspace")
+        raise NoMapping(f"its crew {data.crew_id} does not exist in this workspace")
     crew = bundle.crew
     agents = {agent.name: _agent_definition(agent, flow, node.id) for agent in bundle.agents.values()}
     tasks = []
@@ -376,13 +225,13 @@ def _crew(node: FlowNode, flow: _Flow) -> dict[str, Any]:
     return {"description": crew.description or None, "do": action}
 
 
-def _tool(node: FlowNode, flow: _Flow) -> dict[str, Any]:
+def _tool(node: FlowNode, flow: Scope) -> dict[str, Any]:
     from executor.nodes.tool import ToolData
 
     data = _data(node, ToolData)
     tool = flow.references.tools.get(str(data.tool_id))
     if tool is None:
-        raise _NoMapping(f"its tool {data.tool_id} does not exist in this workspace")
+        raise NoMapping(f"its tool {data.tool_id} does not exist in this workspace")
     module = f"tools/{tool.name}.py"
     flow.files.setdefault(module, tool_module(tool, tool_class_name(tool.name)))
     flow.note(node.id, f"the tool runs in-process from {module} (see files); put the folder on the import path")
@@ -392,7 +241,7 @@ def _tool(node: FlowNode, flow: _Flow) -> dict[str, Any]:
     return {"do": action}
 
 
-def _templates(value: Any, flow: _Flow, where: str) -> Any:
+def _templates(value: Any, flow: Scope, where: str) -> Any:
     if isinstance(value, str):
         return flow.template(value, where)
     if isinstance(value, list):
@@ -402,7 +251,7 @@ def _templates(value: Any, flow: _Flow, where: str) -> Any:
     return value
 
 
-def _condition(node: FlowNode, flow: _Flow) -> dict[str, Any]:
+def _condition(node: FlowNode, flow: Scope) -> dict[str, Any]:
     from executor.nodes.condition import ConditionData
 
     data = _data(node, ConditionData)
@@ -412,7 +261,7 @@ def _condition(node: FlowNode, flow: _Flow) -> dict[str, Any]:
     return {"do": {"call": "expression", "expr": expr}, "router": True, "emit": [chosen, other]}
 
 
-def _router(node: FlowNode, flow: _Flow) -> dict[str, Any]:
+def _router(node: FlowNode, flow: Scope) -> dict[str, Any]:
     from executor.nodes.router import DEFAULT, RouterData
 
     data = _data(node, RouterData)
@@ -425,7 +274,7 @@ def _router(node: FlowNode, flow: _Flow) -> dict[str, Any]:
     return {"do": {"call": "expression", "expr": expr}, "router": True, "emit": emit}
 
 
-def _human(node: FlowNode, flow: _Flow) -> dict[str, Any]:
+def _human(node: FlowNode, flow: Scope) -> dict[str, Any]:
     from executor.nodes.human import HumanData
 
     data = _data(node, HumanData)
@@ -445,8 +294,8 @@ def _human(node: FlowNode, flow: _Flow) -> dict[str, Any]:
     return {"do": {"call": "expression", "expr": value}, "human_feedback": feedback}
 
 
-def _subflow(node: FlowNode, flow: _Flow) -> dict[str, Any]:
-    raise _NoMapping("crewai.flow/v1 has no action that runs another flow; export that flow and call it in code")
+def _subflow(node: FlowNode, flow: Scope) -> dict[str, Any]:
+    raise NoMapping("crewai.flow/v1 has no action that runs another flow; export that flow and call it in code")
 
 
 MAPPERS: dict[str, Mapper] = {
@@ -486,8 +335,8 @@ def export_flow(
     methods: dict[str, str] = {}
     taken: set[str] = set()
     for node in parsed.nodes:
-        plain = _METHOD.sub("_", node.id)
-        usable = _IDENT.match(plain) and not _CEL_RESERVED.match(plain)  # it is read as outputs.<method>
+        plain = METHOD.sub("_", node.id)
+        usable = IDENT.match(plain) and not CEL_RESERVED.match(plain)  # it is read as outputs.<method>
         methods[node.id] = _free(plain if usable else f"node_{plain}", taken)
     events: dict[tuple[str, str], str] = {}
     for node in parsed.nodes:
@@ -497,7 +346,7 @@ def export_flow(
     for edge in parsed.edges:
         if edge.source in methods and edge.target in incoming:
             incoming[edge.target].append((edge.source, edge.source_handle))
-    flow = _Flow(parsed, references or References(), methods, events, incoming)
+    flow = Scope(parsed, references or References(), methods, events, incoming)
     flow.answers = {
         node.id
         for node in parsed.nodes
@@ -512,11 +361,11 @@ def export_flow(
         try:
             mapper = MAPPERS.get(node.type)
             if mapper is None:
-                raise _NoMapping(f"node type '{node.type}' has no crewai.flow/v1 equivalent")
+                raise NoMapping(f"node type '{node.type}' has no crewai.flow/v1 equivalent")
             method = {key: value for key, value in mapper(node, flow).items() if value is not None}
             method |= _trigger(node, flow)
             _validate_method(FlowDefinition, method_name, method)
-        except _NoMapping as exc:
+        except NoMapping as exc:
             del flow.notes[kept_notes:]  # what the mapper noted before it gave up is not true of the placeholder
             flow.files = kept_files
             unmapped.append(Unmapped(node_id=node.id, type=node.type, reason=str(exc)))
@@ -552,7 +401,7 @@ def _free(name: str, taken: set[str]) -> str:
     return chosen
 
 
-def _trigger(node: FlowNode, flow: _Flow) -> dict[str, Any]:
+def _trigger(node: FlowNode, flow: Scope) -> dict[str, Any]:
     sources = flow.incoming.get(node.id, [])
     if not sources:
         return {"start": True}
@@ -580,10 +429,10 @@ def _validate_method(definition: Any, name: str, method: dict[str, Any]) -> None
         definition.model_validate({"schema": SCHEMA, "name": "probe", "methods": {name: probe}})
     except (ValidationError, ValueError) as exc:
         reason = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-        raise _NoMapping(f"crewai.flow/v1 refuses it: {reason.removeprefix('Value error, ')}") from exc
+        raise NoMapping(f"crewai.flow/v1 refuses it: {reason.removeprefix('Value error, ')}") from exc
 
 
-def _common_notes(node: FlowNode, flow: _Flow) -> None:
+def _common_notes(node: FlowNode, flow: Scope) -> None:
     data = node.data
     retry = data.get("retry")
     retry = retry if isinstance(retry, dict) else {}

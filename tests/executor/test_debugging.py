@@ -11,7 +11,7 @@ import pytest
 
 from core.errors import Conflict, InvalidInput
 from core.executions import ExecutionRecord
-from executor.service import RunOptions
+from executor.reuse import RunOptions
 from tests.executor.conftest import World, document, edge, make_world, node, started_services
 from tests.executor.test_execution import events_of, kinds
 from tests.fixtures.llm_server import Reply, ScriptedLLMServer
