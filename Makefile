@@ -12,7 +12,7 @@ APT_PACKAGES := chromium bubblewrap runsc
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help run test lint pytest deps sysdeps services bench migrate clean
+.PHONY: help run test lint pytest deps jsdeps sysdeps services bench migrate clean
 
 help:
 	@echo "make run    install what is missing, then serve http://127.0.0.1:8080"
@@ -30,6 +30,14 @@ $(STAMPS)/deps: pyproject.toml uv.lock | $(UV)
 	@mkdir -p $(STAMPS) && touch $@
 
 deps: $(STAMPS)/deps
+
+# Third-party JavaScript from npm, exactly as package-lock.json pins it (the browser tests' axe-core).
+$(STAMPS)/jsdeps: package.json package-lock.json
+	@echo "==> installing locked npm packages into node_modules/"
+	npm ci --no-audit --no-fund
+	@mkdir -p $(STAMPS) && touch $@
+
+jsdeps: $(STAMPS)/jsdeps
 
 # Debian packages the tests need (a browser for e2e tests, bubblewrap and gVisor for the sandbox).
 $(STAMPS)/sysdeps: Makefile
@@ -66,8 +74,15 @@ lint: deps
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-pytest: deps sysdeps services
-	$(BIN)/pytest $(PYTEST_ARGS)
+# Two pytest-xdist workers (one per core on the CI machine). `--dist loadfile` keeps each module
+# (its app process and browser, its scripted servers) on one worker. Modules are handed out in
+# collection order: xdist's default puts the modules with the fewest tests last, and those are
+# the slow ones (schemathesis, browser tests), which then ran alone at the end.
+# PYTEST_ARGS="-n 0" runs in one process.
+PYTEST_WORKERS ?= 2
+
+pytest: deps jsdeps sysdeps services
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 test: lint pytest
 
@@ -85,4 +100,4 @@ bench: deps services $(STAMPS)/bench-venv
 	@for b in bench/[!_]*.py; do echo "==> $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) .tools $(STAMPS) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) .tools $(STAMPS) node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -128,6 +128,7 @@ def serve(args: argparse.Namespace) -> None:
         host=args.host or settings.host,
         port=args.port or settings.port,
         title="CrewCanvas",
+        language="en-US",  # Quasar's strings, and <html lang> for screen readers
         reload=args.reload,
         native=args.native,
         show=False,

@@ -292,7 +292,7 @@ class ProviderService:
                 select(Provider.id).where(Provider.enabled.is_(True)).order_by(Provider.created_at, Provider.name)
             )
         if found is None:
-            raise NotFound("this tenant has no enabled LLM provider; add one on the Providers page")
+            raise NotFound("this workspace has no enabled LLM provider; add one on the Providers page")
         self._defaults[ctx.tenant_id] = (time.monotonic() + self._ttl, found)
         return found
 
@@ -301,7 +301,7 @@ class ProviderService:
     async def _row(self, session: Any, provider_id: uuid.UUID) -> Provider:
         row: Provider | None = await session.get(Provider, provider_id)
         if row is None:
-            raise NotFound(f"no provider with id {provider_id} in this tenant")
+            raise NotFound(f"no provider with id {provider_id} in this workspace")
         return row
 
     async def _commit(self, session: Any, name: str) -> None:
@@ -363,5 +363,5 @@ class ProviderService:
             seen.add(current)
             target: Provider | None = await session.get(Provider, current)
             if target is None:
-                raise InvalidInput(f"fallback provider {current} does not exist in this tenant")
+                raise InvalidInput(f"fallback provider {current} does not exist in this workspace")
             current = target.fallback_provider_id

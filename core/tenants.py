@@ -66,7 +66,7 @@ class TenantService:
             try:
                 await session.commit()
             except IntegrityError as exc:
-                raise Conflict(f"a tenant named {slug!r} exists already; choose another name") from exc
+                raise Conflict(f"a workspace named {slug!r} exists already; choose another name") from exc
         info = TenantInfo(id=tenant.id, slug=slug, name=tenant.name, status="active")
         try:
             await provision_tenant(self._db, slug)
@@ -95,7 +95,7 @@ class TenantService:
         async with self._db.control_session() as session:
             tenant = await session.scalar(select(Tenant).where(Tenant.slug == slug))
         if tenant is None or tenant.status == "deleting":
-            raise NotFound(f"no tenant named {slug!r}")
+            raise NotFound(f"no workspace named {slug!r}")
         return _info(tenant)
 
     async def list(self) -> list[TenantInfo]:

@@ -22,6 +22,9 @@ for _name, _value in {
 }.items():
     os.environ.setdefault(_name, _value)
 
+# NiceGUI's test plugin: browser storage in a temporary folder, and its `user` fixture (tests/ui has its own).
+pytest_plugins = ["nicegui.testing.user_plugin"]
+
 PG_ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 PG_HOST = "127.0.0.1:5432"
 

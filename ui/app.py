@@ -5,8 +5,25 @@ from __future__ import annotations
 from nicegui import app
 
 from ui import oidc, sign_in
+from ui.not_found import install_not_found
 from ui.origin import OriginGuard
-from ui.pages import api_keys, home, invite, login, members, providers, signup, tenants, tools
+from ui.pages import (
+    agents,
+    api_keys,
+    crews,
+    flows,
+    home,
+    invite,
+    login,
+    members,
+    providers,
+    runs,
+    signup,
+    tasks,
+    tools,
+    workspaces,
+)
+from ui.tenant_page import Pages
 from wiring.services import Services
 
 
@@ -14,14 +31,22 @@ def install_ui(services: Services) -> None:
     """Install the Origin guard and register every page on NiceGUI's app."""
     # Socket connections from other sites are refused (APP_BASE_URL, else the request's host, is this site).
     app.add_middleware(OriginGuard, allowed_origins=[services.settings.base_url])
+    pages = Pages(services)
     sign_in.register()  # /auth/session: every sign-in ends there, under a fresh browser id
-    home.register(services)
-    login.register(services)
+    home.register(pages)
+    login.register(pages)
     oidc.register(services)  # /auth/oidc/* when OIDC_ISSUER and OIDC_CLIENT_ID are set
-    signup.register(services)
-    invite.register(services)
-    tenants.register(services)
-    members.register(services)
-    api_keys.register(services)
-    tools.register(services)
-    providers.register(services)
+    signup.register(pages)
+    invite.register(pages)
+    workspaces.register(pages)  # and /tenants, its old address
+    members.register(pages)
+    api_keys.register(pages)
+    tools.register(pages)
+    providers.register(pages)
+    # Workspace pages registered through `pages` (session, role and not-found handled once):
+    agents.register(pages)
+    tasks.register(pages)
+    flows.register(pages)
+    runs.register(pages)
+    crews.register(pages)
+    install_not_found(services)  # unknown addresses: the shell's not-found page

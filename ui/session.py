@@ -3,37 +3,12 @@
 The browser's NiceGUI user storage (`app.storage.user`) holds a session id and nothing
 else; the session itself lives in the control plane (`core.auth.sessions`). Every page
 build *and every event handler* resolves it again, so a logout, a removal from the
-tenant or a password change takes effect on the next click.
+workspace or a password change takes effect on the next click.
 
-How to protect a page (providers, tools, flows ... pages):
-
-    from nicegui import ui
-    from starlette.responses import Response
-
-    from core.context import Role, TenantContext
-    from ui.layout import frame
-    from ui.session import current_context, page_context
-
-    def register(services: Services) -> None:
-        @ui.page("/providers")
-        async def providers_page() -> Response | None:
-            ctx = await page_context(services, Role.VIEWER)   # 303 to /login when signed out
-            if not isinstance(ctx, TenantContext):
-                return ctx                                    # the redirect (or a 403 page)
-            with frame("Providers"):                           # header with the tenant switcher
-                ...
-
-                async def save() -> None:
-                    ctx = await current_context(services, Role.ADMIN)  # again, in the handler
-                    if ctx is None:
-                        return                                # it navigated to /login or notified
-                    await services.providers.create(ctx, ...)  # core calls ctx.require(...) too
-                ui.button("Save", on_click=save)
-            return None
-
-`page_context` answers with a redirect while the page is still being built (no HTML is
-sent to a signed-out browser); `current_context` is for handlers, where it navigates to
-the login page (signed out) or shows a notification (role too low) and returns None.
+Workspace pages are protected by `ui.tenant_page.Pages.tenant_page` (session, role and
+not-found in one place); `page_state` is for pages open to anyone signed in, with or
+without a workspace (/workspaces). `current_context` is for handlers: it navigates to the
+login page (signed out) or shows a notification (role too low) and returns None.
 """
 
 from __future__ import annotations
@@ -43,7 +18,7 @@ from urllib.parse import quote, urlsplit
 
 from nicegui import app, ui
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 
 from core.auth.sessions import SessionState
 from core.context import Role, TenantContext
@@ -54,7 +29,7 @@ log = logging.getLogger(__name__)
 SESSION_KEY = "sid"
 STATE_KEY = "crewcanvas_session_state"  # per-connection (app.storage.client), for the header
 SERVICES_KEY = "crewcanvas_services"  # the header's handlers need them; frame() takes only a title
-DEFAULT_LANDING = "/tenants"
+DEFAULT_LANDING = "/workspaces"
 LOGIN_ERROR_KEY = "crewcanvas_login_error"  # one sentence for the login page, shown once
 
 
@@ -128,28 +103,8 @@ def login_url(next_path: str | None = None) -> str:
     return "/login?next=" + quote(safe_next(next_path or _here()), safe="/")
 
 
-async def page_context(services: Services, min_role: Role = Role.VIEWER) -> TenantContext | Response:
-    """For page builds: the context, or the response to send instead of the page.
-
-    Signed out -> 303 to /login (coming back here afterwards); signed in without any
-    tenant -> 303 to /tenants; role too low -> a 403 page that says which role is needed.
-    """
-    state = await current_state(services)
-    if state is None:
-        return RedirectResponse(login_url(), status_code=303)
-    if state.context is None:
-        return RedirectResponse("/tenants", status_code=303)
-    if state.context.role.rank < min_role.rank:
-        return HTMLResponse(
-            f"<p>Your role '{state.context.role}' in this tenant cannot open this page; it needs "
-            f"'{min_role}' or higher. <a href='/'>Back</a></p>",
-            status_code=403,
-        )
-    return state.context
-
-
 async def page_state(services: Services) -> SessionState | Response:
-    """For pages open to any signed-in user, with or without a tenant (e.g. /tenants)."""
+    """For pages open to any signed-in user, with or without a tenant (e.g. /workspaces)."""
     state = await current_state(services)
     if state is None:
         return RedirectResponse(login_url(), status_code=303)
@@ -163,7 +118,7 @@ async def current_context(services: Services, min_role: Role = Role.VIEWER) -> T
         ui.navigate.to(login_url())
         return None
     if state.context is None:
-        ui.navigate.to("/tenants")
+        ui.navigate.to("/workspaces")
         return None
     if state.context.role.rank < min_role.rank:
         ui.notify(f"your role '{state.context.role}' cannot do this; it needs '{min_role}' or higher", type="negative")

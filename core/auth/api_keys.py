@@ -137,7 +137,7 @@ class ApiKeyService:
         async with self._db.control_session() as session:
             key = await session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.tenant_id == ctx.tenant_id))
             if key is None or (key.user_id != ctx.user_id and ctx.role.rank < Role.ADMIN.rank):
-                raise NotFound("no such API key in this tenant")
+                raise NotFound("no such API key in this workspace")
             if key.revoked_at is None:
                 key.revoked_at = utcnow()
                 await session.commit()

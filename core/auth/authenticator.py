@@ -78,7 +78,7 @@ class Authenticator:
             if tenant_slug:
                 tenant = await membership_of(session, user_id, slug=tenant_slug)
                 if tenant is None:
-                    raise NotFound(f"you have no tenant named {tenant_slug[:50]!r}; sign in without one")
+                    raise NotFound(f"you have no workspace named {tenant_slug[:50]!r}; sign in without one")
             else:
                 tenants = await memberships_of(session, user_id)
                 tenant = tenants[0] if tenants else None
@@ -157,7 +157,7 @@ class Authenticator:
             if tenant_slug:
                 found = await membership_of(session, principal.user_id, slug=tenant_slug)
                 if found is None:
-                    raise NotFound(f"you have no tenant named {tenant_slug[:50]!r}; pick one of yours")
+                    raise NotFound(f"you have no workspace named {tenant_slug[:50]!r}; pick one of yours")
                 return found.context(principal.user_id)
             if principal.tenant_id is not None:
                 found = await membership_of(session, principal.user_id, tenant_id=principal.tenant_id)
@@ -172,12 +172,12 @@ class Authenticator:
     async def switch(self, principal: Principal, slug: str) -> str:
         """An access token for tenant `slug` (user sign-ins only; API keys are bound to one tenant)."""
         if principal.api_key_id is not None or principal.family_id is None:
-            raise InvalidInput("API keys are bound to one tenant; create a key in the other tenant instead")
+            raise InvalidInput("API keys are bound to one workspace; create a key in the other workspace instead")
         async with self._db.control_session() as session:
             found = await membership_of(session, principal.user_id, slug=slug)
             version = await session.scalar(select(User.token_version).where(User.id == principal.user_id))
         if found is None:
-            raise NotFound(f"you have no tenant named {slug[:50]!r}; pick one of yours")
+            raise NotFound(f"you have no workspace named {slug[:50]!r}; pick one of yours")
         await self._refresh.set_tenant(principal.family_id, found.tenant_id)
         return self._tokens.issue(
             principal.user_id, token_version=version or 0, family_id=principal.family_id, tenant_id=found.tenant_id

@@ -245,7 +245,7 @@ class InviteService:
             )
             await session.commit()
         if result.rowcount != 1:  # type: ignore[attr-defined]  # UPDATE results carry rowcount
-            raise NotFound("no such pending invitation in this tenant")
+            raise NotFound("no such pending invitation in this workspace")
 
     async def _usable(self, token: str) -> tuple[Invite, Tenant]:
         async with self._db.control_session() as session:

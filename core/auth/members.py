@@ -54,7 +54,7 @@ class MemberService:
         async with self._db.control_session() as session:
             found = await membership_of(session, user_id, slug=slug)
         if found is None:
-            raise NotFound(f"you have no tenant named {slug[:50]!r}; pick one of yours")
+            raise NotFound(f"you have no workspace named {slug[:50]!r}; pick one of yours")
         return found.context(user_id)
 
     async def list_members(self, ctx: TenantContext) -> list[MemberInfo]:
@@ -77,7 +77,7 @@ class MemberService:
                 select(Membership).where(Membership.tenant_id == ctx.tenant_id, Membership.user_id == user_id)
             )
         if row is None:
-            raise NotFound("no such member in this tenant; reload the member list")
+            raise NotFound("no such member in this workspace; reload the member list")
         return row
 
     async def change_role(self, ctx: TenantContext, user_id: uuid.UUID, role: str | Role) -> MemberInfo:
@@ -85,7 +85,7 @@ class MemberService:
         ctx.require(Role.ADMIN, "change roles")
         new_role = parse_role(str(role))
         if new_role is Role.OWNER:
-            raise InvalidInput("a tenant has one owner; use 'transfer ownership' to make someone the owner")
+            raise InvalidInput("a workspace has one owner; use 'transfer ownership' to make someone the owner")
         if new_role.rank > ctx.role.rank:
             raise PermissionDenied(f"you cannot give the role '{new_role}', which is above your own")
         member = await self._member(ctx, user_id)
@@ -144,7 +144,7 @@ class MemberService:
         """
         ctx.require(Role.OWNER, "transfer ownership")
         if user_id == ctx.user_id:
-            raise InvalidInput("you own this tenant already; choose another member")
+            raise InvalidInput("you own this workspace already; choose another member")
         member = await self._member(ctx, user_id)
         lost = Conflict("you are no longer the owner of this tenant (ownership was transferred meanwhile); reload")
         async with self._db.control_session() as session:
@@ -163,7 +163,7 @@ class MemberService:
                 update(Membership).where(Membership.id == member.id).values(role=Role.OWNER.value)
             )
             if promoted.rowcount != 1:  # type: ignore[attr-defined]  # UPDATE results carry rowcount
-                raise NotFound("no such member in this tenant; reload the member list")
+                raise NotFound("no such member in this workspace; reload the member list")
             try:
                 await session.commit()
             except IntegrityError as exc:  # another owner appeared meanwhile: the index refused a second
@@ -180,5 +180,5 @@ class MemberService:
 
     async def delete_tenant(self, ctx: TenantContext, *, confirm: str) -> None:
         """Delete the tenant and all its data; the owner must repeat its slug."""
-        ctx.require(Role.OWNER, "delete the tenant")
+        ctx.require(Role.OWNER, "delete the workspace")
         await self._tenants.delete(ctx.tenant_slug, confirm=confirm)

@@ -108,7 +108,7 @@ class SessionService:
                 raise AuthenticationFailed("your session has ended; sign in again")
             found = await membership_of(session, ui_session.user_id, slug=slug)
             if found is None:
-                raise NotFound(f"you have no tenant named {slug[:50]!r}; pick one of yours")
+                raise NotFound(f"you have no workspace named {slug[:50]!r}; pick one of yours")
             session_row, user_id = ui_session.id, ui_session.user_id
         # The write in a transaction of its own: SQLite (WAL) refuses to upgrade a read transaction.
         async with self._db.control_session() as session:

@@ -238,7 +238,7 @@ async def test_another_tenants_provider_is_not_found(client: httpx.AsyncClient, 
         "POST", "/api/providers", globex, json=scripted(llm_server, name="mine", fallback_provider_id=provider["id"])
     )
     assert fallback.status_code == 422
-    assert "does not exist in this tenant" in fallback.json()["detail"]
+    assert "does not exist in this workspace" in fallback.json()["detail"]
     assert [p["kind"] for p in (await call("GET", "/api/providers", globex)).json()] == ["local"]
     assert llm_server.requests == []
     assert (await call("GET", url, acme)).json()["name"] == "scripted"

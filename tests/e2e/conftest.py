@@ -181,6 +181,11 @@ def other_page(browser: Browser) -> Iterator[Page]:
     yield from person(browser)
 
 
+def connected(page: Page) -> None:
+    """Wait until the page's NiceGUI socket has shaken hands: typing before that can be undone by the first sync."""
+    page.wait_for_function("() => window.socket && window.socket.connected && window.did_handshake")
+
+
 @dataclass(frozen=True)
 class Account:
     email: str
@@ -207,8 +212,8 @@ def sign_up_in_browser(
     page.goto(f"{base_url}/signup")
     page.get_by_test_id("signup-email").fill(email)
     page.get_by_test_id("signup-password").fill(password)
-    page.get_by_test_id("signup-tenant-name").fill(workspace)
-    slug_box = page.get_by_test_id("signup-tenant-slug")
+    page.get_by_test_id("signup-workspace_name").fill(workspace)
+    slug_box = page.get_by_test_id("signup-workspace_id")
     expect(slug_box).not_to_have_value("")  # suggested from the workspace name
     slug = slug_box.input_value()
     page.get_by_test_id("signup-submit").click()

@@ -1,4 +1,4 @@
-"""Identity journeys in a real browser: sign up, log out, log in, invite, accept, switch tenant,
+"""Identity journeys in a real browser: sign up, log out, log in, invite, accept, switch workspace,
 change role, remove, API keys; forged and stale session cookies get the login page."""
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ def pick(page: Page, select_testid: str, option: str) -> None:
 
 
 def create_invite(page: Page, base_url: str, role: str) -> str:
-    """As an admin of the current tenant: make an invitation link for `role`; returns the link."""
+    """As an admin of the current workspace: make an invitation link for `role`; returns the link."""
     page.goto(f"{base_url}/members")
     pick(page, "invite-role", role)
-    page.get_by_test_id("invite-create").click()
+    page.get_by_test_id("invite-submit").click()
     link = page.get_by_test_id("invite-link")
     expect(link).to_have_value(re.compile(r"/invite#cci_"))
     value = link.input_value()
@@ -46,9 +46,16 @@ def log_in(page: Page, account: Account) -> None:
 def test_sign_up_log_out_and_log_in_again(live_app: LiveApp, page: Page, browser: Browser, sign_up: SignUp) -> None:
     account = sign_up(page)
     expect(page.get_by_test_id(f"current-{account.tenant_slug}")).to_be_visible()
+    expect(page.get_by_test_id("nav-workspaces")).to_have_attribute("aria-current", "page")
+    page.goto(f"{live_app.base_url}/tenants")  # the old address still works
+    page.wait_for_url(f"{live_app.base_url}/workspaces")
     page.goto(live_app.base_url)
-    expect(page.get_by_test_id("home-tenant")).to_have_text(account.workspace)
+    expect(page.get_by_test_id("home-workspace")).to_have_text(account.workspace)
     expect(page.get_by_test_id("home-role")).to_contain_text("you are owner")
+    expect(page.get_by_test_id("nav-drawer")).to_be_visible()  # home sits inside the shell when signed in
+    page.get_by_test_id("quick-api-keys").click()
+    page.wait_for_url("**/api-keys")
+    expect(page.get_by_test_id("nav-api-keys")).to_have_attribute("aria-current", "page")
 
     # The browser's NiceGUI user storage holds a session id and nothing else.
     stored = [json.loads(p.read_text()) for p in (live_app.data_dir / "ui-storage").glob("storage-user-*.json")]
@@ -121,7 +128,7 @@ def test_login_never_redirects_off_site(live_app: LiveApp, page: Page, sign_up: 
     page.wait_for_url("**/login")
     page.goto(f"{live_app.base_url}/login?next=//attacker.example/phish")
     log_in(page, account)
-    page.wait_for_url(f"{live_app.base_url}/tenants")
+    page.wait_for_url(f"{live_app.base_url}/workspaces")
 
 
 @pytest.mark.parametrize(
@@ -144,7 +151,7 @@ def test_a_forged_session_cookie_gets_the_login_page(live_app: LiveApp, browser:
         context.close()
 
 
-def test_invite_accept_and_switch_tenant(live_app: LiveApp, page: Page, other_page: Page, sign_up: SignUp) -> None:
+def test_invite_accept_and_switch_workspace(live_app: LiveApp, page: Page, other_page: Page, sign_up: SignUp) -> None:
     owner = sign_up(page)
     link = create_invite(page, live_app.base_url, "editor")
     expect(page.get_by_test_id("invite-list")).to_contain_text("editor")
@@ -156,16 +163,16 @@ def test_invite_accept_and_switch_tenant(live_app: LiveApp, page: Page, other_pa
         f"You are invited to join {owner.workspace} as editor."
     )
     other_page.get_by_test_id("invite-accept").click()
-    other_page.wait_for_url("**/tenants")
+    other_page.wait_for_url("**/workspaces")
     expect(other_page.get_by_test_id(f"current-{owner.tenant_slug}")).to_be_visible()
 
     # The header's switcher moves them to their own tenant, and back.
-    pick(other_page, "tenant-switcher", f"{guest.workspace} (owner)")
+    pick(other_page, "workspace-switcher", f"{guest.workspace} (owner)")
     expect(other_page.get_by_test_id(f"current-{guest.tenant_slug}")).to_be_visible()
     other_page.goto(live_app.base_url)
-    expect(other_page.get_by_test_id("home-tenant")).to_have_text(guest.workspace)
-    pick(other_page, "tenant-switcher", f"{owner.workspace} (editor)")
-    expect(other_page.get_by_test_id("home-tenant")).to_have_text(owner.workspace)
+    expect(other_page.get_by_test_id("home-workspace")).to_have_text(guest.workspace)
+    pick(other_page, "workspace-switcher", f"{owner.workspace} (editor)")
+    expect(other_page.get_by_test_id("home-workspace")).to_have_text(owner.workspace)
     expect(other_page.get_by_test_id("home-role")).to_contain_text("you are editor")
 
     # The link worked once; the owner sees the new member.
@@ -184,9 +191,9 @@ def test_change_role_then_removal_sends_the_member_away(
     email = f"{unique('member')}@example.com"
     other_page.goto(link)
     expect(other_page.get_by_test_id("invite-summary")).to_contain_text("as viewer")
-    other_page.get_by_test_id("invite-email").fill(email)
-    other_page.get_by_test_id("invite-password").fill("another long passphrase")
-    other_page.get_by_test_id("invite-signup").click()
+    other_page.get_by_test_id("join-email").fill(email)
+    other_page.get_by_test_id("join-password").fill("another long passphrase")
+    other_page.get_by_test_id("join-submit").click()
     expect(other_page.get_by_test_id("signed-in-as")).to_have_text(email)
     expect(other_page.get_by_test_id(f"current-{owner.tenant_slug}")).to_be_visible()
 
@@ -207,11 +214,11 @@ def test_change_role_then_removal_sends_the_member_away(
 
     # The removed member's page is still open; their next click finds no tenant.
     other_page.get_by_test_id("api-key-name").fill("after removal")
-    other_page.get_by_test_id("api-key-create").click()
-    other_page.wait_for_url("**/tenants")
-    expect(other_page.get_by_test_id("no-tenants")).to_be_visible()
+    other_page.get_by_test_id("api-key-submit").click()
+    other_page.wait_for_url("**/workspaces")
+    expect(other_page.get_by_test_id("no-workspaces")).to_be_visible()
     other_page.goto(f"{live_app.base_url}/members")
-    other_page.wait_for_url("**/tenants")
+    other_page.wait_for_url("**/workspaces")
 
 
 def test_the_owner_transfers_ownership_and_becomes_an_admin(
@@ -222,7 +229,7 @@ def test_the_owner_transfers_ownership_and_becomes_an_admin(
     successor = sign_up(other_page)
     other_page.goto(link)
     other_page.get_by_test_id("invite-accept").click()
-    other_page.wait_for_url("**/tenants")
+    other_page.wait_for_url("**/workspaces")
 
     page.reload()
     row = page.get_by_test_id("member-row").filter(has_text=successor.email)
@@ -234,7 +241,7 @@ def test_the_owner_transfers_ownership_and_becomes_an_admin(
     expect(page.get_by_test_id("member-make-owner")).to_have_count(0)  # only the owner transfers
 
     other_page.goto(live_app.base_url)  # accepting the invite made the owner's tenant their current one
-    expect(other_page.get_by_test_id("home-tenant")).to_have_text(owner.workspace)
+    expect(other_page.get_by_test_id("home-workspace")).to_have_text(owner.workspace)
     expect(other_page.get_by_test_id("home-role")).to_contain_text("you are owner")
 
 
@@ -244,7 +251,7 @@ def test_api_key_is_shown_once_works_and_is_revoked(live_app: LiveApp, page: Pag
     expect(page.get_by_test_id("api-key-none")).to_be_visible()
     page.get_by_test_id("api-key-name").fill("ci pipeline")
     pick(page, "api-key-role", "viewer")
-    page.get_by_test_id("api-key-create").click()
+    page.get_by_test_id("api-key-submit").click()
     secret_box = page.get_by_test_id("api-key-secret")
     expect(secret_box).to_have_value(re.compile(r"^cck_"))
     secret = secret_box.input_value()

@@ -47,8 +47,8 @@ def invite_by_address(page: Page, base_url: str, address: str) -> str:
     """As an admin: invite `address` as viewer; returns the link the page shows."""
     page.goto(f"{base_url}/members")
     expect(page.get_by_test_id("invite-explanation")).to_contain_text("mailed")
-    page.get_by_test_id("invite-for-email").fill(address)
-    page.get_by_test_id("invite-create").click()
+    page.get_by_test_id("invite-email").fill(address)
+    page.get_by_test_id("invite-submit").click()
     expect(page.get_by_test_id("invite-created")).to_be_visible()
     return page.get_by_test_id("invite-link").input_value()
 
@@ -69,9 +69,9 @@ def test_an_invitation_by_address_arrives_by_mail_and_its_link_joins(
 
     other_page.goto(LINK.findall(mail.text())[0])
     expect(other_page.get_by_test_id("invite-summary")).to_contain_text("as viewer")
-    expect(other_page.get_by_test_id("invite-email")).to_have_value(address)
-    other_page.get_by_test_id("invite-password").fill("another long passphrase")
-    other_page.get_by_test_id("invite-signup").click()
+    expect(other_page.get_by_test_id("join-email")).to_have_value(address)
+    other_page.get_by_test_id("join-password").fill("another long passphrase")
+    other_page.get_by_test_id("join-submit").click()
     expect(other_page.get_by_test_id("signed-in-as")).to_have_text(address)
     expect(other_page.get_by_test_id(f"current-{owner.tenant_slug}")).to_be_visible()
     assert "cci_" not in mailing_app.log()  # the token lives in links only, never in the app's log
@@ -103,8 +103,8 @@ def test_without_a_mail_server_the_admin_is_told_to_pass_the_link_on(live_app: L
     expect(page.get_by_test_id("invite-explanation")).to_contain_text("no mail server is configured")
     expect(page.get_by_test_id("invite-explanation")).to_contain_text("SMTP_HOST")
     address = f"{unique('unmailed')}@example.com"
-    page.get_by_test_id("invite-for-email").fill(address)
-    page.get_by_test_id("invite-create").click()
+    page.get_by_test_id("invite-email").fill(address)
+    page.get_by_test_id("invite-submit").click()
     expect(page.get_by_test_id("invite-not-emailed")).to_contain_text(f"Nothing was mailed to {address}")
     expect(page.get_by_test_id("invite-link")).to_have_value(re.compile(r"/invite#cci_"))
     expect(page.get_by_test_id("invite-emailed")).to_have_count(0)

@@ -99,7 +99,7 @@ def follow(client: httpx.Client, url: str, app: LiveApp, provider: OIDCProvider)
     raise AssertionError("more than 12 redirects")
 
 
-def begin(client: httpx.Client, app: LiveApp, provider: OIDCProvider, next_path: str = "/tenants") -> str:
+def begin(client: httpx.Client, app: LiveApp, provider: OIDCProvider, next_path: str = "/workspaces") -> str:
     """Start a sign-in and let the provider approve it; returns the callback URL, not yet visited."""
     start = client.get(f"{app.base_url}/auth/oidc/login", params={"next": next_path})
     assert start.is_redirect, start.text
@@ -112,7 +112,7 @@ def begin(client: httpx.Client, app: LiveApp, provider: OIDCProvider, next_path:
     return callback
 
 
-def sign_in(client: httpx.Client, app: LiveApp, provider: OIDCProvider, next_path: str = "/tenants") -> Journey:
+def sign_in(client: httpx.Client, app: LiveApp, provider: OIDCProvider, next_path: str = "/workspaces") -> Journey:
     return follow(client, f"{app.base_url}/auth/oidc/login?{urlencode({'next': next_path})}", app, provider)
 
 
@@ -128,8 +128,8 @@ def with_query(url: str, **changes: str | None) -> str:
 
 
 def signed_in(client: httpx.Client, app: LiveApp) -> bool:
-    """Whether this client's cookies carry a session: /tenants answers 200, or sends it to /login."""
-    response = client.get(f"{app.base_url}/tenants")
+    """Whether this client's cookies carry a session: /workspaces answers 200, or sends it to /login."""
+    response = client.get(f"{app.base_url}/workspaces")
     if response.status_code == 200:
         return True
     assert response.is_redirect, response.status_code
@@ -180,9 +180,9 @@ def test_first_sign_in_creates_a_user_and_lands_on_next(
     client: httpx.Client, live_app: LiveApp, provider: OIDCProvider
 ) -> None:
     person = new_user(provider)
-    journey = sign_in(client, live_app, provider, next_path="/tenants?from=oidc")
+    journey = sign_in(client, live_app, provider, next_path="/workspaces?from=oidc")
     assert journey.final.status_code == 200
-    assert str(journey.final.url) == f"{live_app.base_url}/tenants?from=oidc"
+    assert str(journey.final.url) == f"{live_app.base_url}/workspaces?from=oidc"
     assert person.email in journey.final.text
     assert signed_in(client, live_app)
     [(user_id, password_hash)] = users_with(live_app, person.email)
@@ -199,13 +199,13 @@ def test_first_sign_in_creates_a_user_and_lands_on_next(
 def test_second_sign_in_with_the_same_subject_reuses_the_account(live_app: LiveApp, provider: OIDCProvider) -> None:
     person = new_user(provider)
     with httpx.Client(timeout=30) as first:
-        assert sign_in(first, live_app, provider).path == "/tenants"
+        assert sign_in(first, live_app, provider).path == "/workspaces"
     [(user_id, _)] = users_with(live_app, person.email)
     # The provider now reports another address for the same subject: the link decides, not the email.
     provider.add_user(ProviderUser(sub=person.sub, email=f"renamed-{person.email}", email_verified=True))
     with httpx.Client(timeout=30) as second:
         journey = sign_in(second, live_app, provider)
-        assert journey.path == "/tenants"
+        assert journey.path == "/workspaces"
         assert person.email in journey.final.text
         assert signed_in(second, live_app)
     assert users_with(live_app, f"renamed-{person.email}") == []
@@ -219,7 +219,7 @@ def test_verified_email_links_an_existing_password_account(
     [(user_id, password_hash)] = users_with(live_app, email)
     person = new_user(provider, email=email.upper(), verified=True)
     journey = sign_in(client, live_app, provider)
-    assert journey.path == "/tenants"
+    assert journey.path == "/workspaces"
     assert slug in journey.final.text  # the password account's own tenant
     assert password_hash is not None
     # Same account; its address was never verified, so the password (whoever chose it) ends.
@@ -248,7 +248,7 @@ def test_a_second_identity_at_the_provider_cannot_take_over_a_linked_account(
     client: httpx.Client, live_app: LiveApp, provider: OIDCProvider
 ) -> None:
     person = new_user(provider)
-    assert sign_in(client, live_app, provider).path == "/tenants"
+    assert sign_in(client, live_app, provider).path == "/workspaces"
     [(user_id, _)] = users_with(live_app, person.email)
     newcomer = new_user(provider, email=person.email)  # the mailbox was handed to someone else
     with httpx.Client(timeout=30) as other:
@@ -285,7 +285,7 @@ def test_replayed_callback_is_refused(client: httpx.Client, live_app: LiveApp, p
     new_user(provider)
     callback = begin(client, live_app, provider)
     cookies_before = httpx.Cookies(client.cookies)  # still holding the state of this sign-in
-    assert follow(client, callback, live_app, provider).path == "/tenants"
+    assert follow(client, callback, live_app, provider).path == "/workspaces"
     assert provider.issued_tokens == 1
     # The same browser again: its state was used up by the first visit (it stays signed in as it was).
     replay = client.get(callback)
@@ -306,7 +306,7 @@ def test_replayed_code_is_refused_by_the_provider(live_app: LiveApp, provider: O
     new_user(provider)
     with httpx.Client(timeout=30) as victim:
         used = begin(victim, live_app, provider)
-        assert follow(victim, used, live_app, provider).path == "/tenants"
+        assert follow(victim, used, live_app, provider).path == "/workspaces"
     with httpx.Client(timeout=30) as attacker:
         fresh = begin(attacker, live_app, provider)
         injected = with_query(fresh, code=dict(parse_qsl(urlsplit(used).query))["code"])
@@ -363,14 +363,14 @@ def test_open_redirect_next_lands_on_this_site(
 ) -> None:
     new_user(provider)
     journey = sign_in(client, live_app, provider, next_path=next_path)  # `follow` refuses off-site hops
-    assert str(journey.final.url) == f"{live_app.base_url}/tenants"
+    assert str(journey.final.url) == f"{live_app.base_url}/workspaces"
 
 
 def test_next_in_the_callback_url_is_ignored(client: httpx.Client, live_app: LiveApp, provider: OIDCProvider) -> None:
     new_user(provider)
-    callback = begin(client, live_app, provider, next_path="/tenants?kept=1")
+    callback = begin(client, live_app, provider, next_path="/workspaces?kept=1")
     journey = follow(client, with_query(callback, next="https://evil.example/"), live_app, provider)
-    assert str(journey.final.url) == f"{live_app.base_url}/tenants?kept=1"
+    assert str(journey.final.url) == f"{live_app.base_url}/workspaces?kept=1"
 
 
 # --- in the browser -------------------------------------------------------------------------
@@ -378,18 +378,18 @@ def test_next_in_the_callback_url_is_ignored(client: httpx.Client, live_app: Liv
 
 def test_sign_in_button_in_the_browser(page: Page, live_app: LiveApp, provider: OIDCProvider) -> None:
     person = new_user(provider)
-    page.goto(f"{live_app.base_url}/login?next=/tenants")
+    page.goto(f"{live_app.base_url}/login?next=/workspaces")
     page.get_by_test_id("login-oidc").click()
-    page.wait_for_url(f"{live_app.base_url}/tenants")
+    page.wait_for_url(f"{live_app.base_url}/workspaces")
     expect(page.get_by_test_id("signed-in-as")).to_have_text(person.email)
 
 
 def test_failed_sign_in_shows_why_on_the_login_page(page: Page, live_app: LiveApp, provider: OIDCProvider) -> None:
     new_user(provider)
     provider.tamper = "nonce"
-    page.goto(f"{live_app.base_url}/login?next=/tenants")
+    page.goto(f"{live_app.base_url}/login?next=/workspaces")
     page.get_by_test_id("login-oidc").click()
     page.wait_for_url(lambda url: urlsplit(url).path == "/login" and "oidc" not in url)
     expect(page.get_by_test_id("login-error")).to_contain_text("did not pass verification")
     page.reload()
-    expect(page.get_by_test_id("login-error")).to_have_count(0)  # shown once
+    expect(page.get_by_test_id("login-error")).to_be_hidden()  # shown once

@@ -47,10 +47,13 @@ def add_scripted_provider(page: Page, server: ScriptedLLMServer, name: str = "sc
     expect(dialog).to_be_visible()
     expect(dialog.get_by_test_id("provider-kind")).to_contain_text("OpenAI-compatible")
     dialog.get_by_test_id("provider-name").fill(name)
-    dialog.get_by_test_id("provider-models").fill("m1, m2")
-    dialog.get_by_test_id("provider-base-url").fill(server.base_url)
-    dialog.get_by_test_id("provider-api-key").fill(CANARY)
-    dialog.get_by_test_id("provider-save").click()
+    models = dialog.get_by_test_id("provider-models")
+    for model in ("m1", "m2"):  # model ids are chips: each is added with Enter
+        models.fill(model)
+        models.press("Enter")
+    dialog.get_by_test_id("provider-base_url").fill(server.base_url)
+    dialog.get_by_test_id("provider-api_key").fill(CANARY)
+    dialog.get_by_test_id("provider-submit").click()
     expect(dialog).to_be_hidden()
     return row(page, name)
 
@@ -84,8 +87,8 @@ def test_an_admin_adds_and_tests_a_provider_and_sees_the_key_only_masked(
 
     scripted.get_by_test_id("provider-edit").click()  # editing shows the hint, never the key
     dialog = page.get_by_test_id("provider-dialog")
-    expect(dialog.get_by_test_id("provider-api-key")).to_have_value("")
-    expect(dialog.get_by_test_id("provider-api-key")).to_have_attribute("placeholder", re.compile(re.escape(HINT)))
+    expect(dialog.get_by_test_id("provider-api_key")).to_have_value("")
+    expect(dialog.get_by_test_id("provider-api_key")).to_have_attribute("placeholder", re.compile(re.escape(HINT)))
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from tests.e2e.conftest import Account, LiveApp
+from tests.e2e.conftest import Account, LiveApp, connected
 
 RUN_TIMEOUT_MS = 30_000
 
@@ -68,14 +68,17 @@ def tool_page(page: Page, live_app: LiveApp, sign_up: Callable[..., Account]) ->
     expect(page.get_by_test_id("unsafe-banner")).to_have_count(0)
     page.get_by_test_id("new-python-tool").click()
     page.wait_for_url(re.compile(r"/tools/new"))
+    connected(page)
     page.get_by_test_id("tool-name").fill("shout")
     set_code(page, page.get_by_test_id("tool-code"), SHOUT)
-    page.get_by_test_id("limit-wall_seconds").fill("2")
-    page.get_by_test_id("limit-cpu_seconds").fill("2")
-    page.get_by_test_id("limit-memory_bytes").fill("128")
-    page.get_by_test_id("limit-output_bytes").fill("64")
-    page.get_by_test_id("save-tool").click()
+    page.get_by_test_id("tool-limits.wall_seconds").fill("5")
+    page.get_by_test_id("tool-limits.cpu_seconds").fill("1")
+    page.get_by_test_id("tool-limits.memory_bytes").fill("128")
+    page.get_by_test_id("tool-limits.output_bytes").fill("64")
+    page.get_by_test_id("tool-submit").click()
     page.wait_for_url(re.compile(r"/tools/[0-9a-f-]{36}$"))
+    expect(page.get_by_test_id("page-title")).to_have_text("shout")  # the saved tool's own page has loaded
+    connected(page)
     return page
 
 
@@ -96,8 +99,8 @@ def test_a_user_writes_saves_and_tries_a_tool(tool_page: Page, live_app: LiveApp
 @pytest.mark.parametrize(
     ("behaviour", "reason", "explained"),
     [
-        ("sleeps", "timeout", "wall-clock limit of 2 s exceeded"),
-        ("spins", "timeout", "CPU time limit of 2 s exceeded"),
+        ("sleeps", "timeout", "wall-clock limit of 5 s exceeded"),
+        ("spins", "timeout", "CPU time limit of 1 s exceeded"),
         ("hoards", "memory", "memory limit of 128 MiB"),
         ("floods", "output_limit", "more than 65536 bytes of output"),
         ("raises", "crashed", "ValueError: cannot shout 'hello'"),
@@ -126,8 +129,10 @@ def test_a_control_character_in_the_editor_is_named_not_a_crash(tool_page: Page)
     """Text rules apply to the editor too: the save is refused with the field named, and the page stays usable."""
     page = tool_page
     page.get_by_test_id("tool-description").fill("shouts \x07loud")
-    page.get_by_test_id("save-tool").click()
-    expect(page.get_by_text(re.compile(r"description: contains a control character \(U\+0007\)"))).to_be_visible()
+    page.get_by_test_id("tool-description").press("Tab")  # leave the field, as a person would before saving
+    page.get_by_test_id("tool-submit").click()
+    # said under the description itself, not in a toast
+    expect(page.get_by_text(re.compile(r"contains a control character \(U\+0007\)"))).to_be_visible()
     page.get_by_test_id("tool-description").fill("shouts loud")
-    page.get_by_test_id("save-tool").click()
+    page.get_by_test_id("tool-submit").click()
     expect(page.get_by_text("Saved tool 'shout'")).to_be_visible()

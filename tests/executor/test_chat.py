@@ -60,6 +60,15 @@ async def frames_of(world: World, session_id: uuid.UUID, execution_id: uuid.UUID
     return frames
 
 
+async def until_requests(world: World, count: int) -> None:
+    """Wait until the scripted LLM server has received `count` requests."""
+    async with asyncio.timeout(WAIT_S):
+        while True:
+            if len(world.server.requests) >= count:
+                return
+            await asyncio.sleep(0.02)
+
+
 def sent_text(world: World, index: int) -> str:
     """Everything the scripted LLM server got in request `index`, as JSON text."""
     return json.dumps(world.server.requests[index].json["messages"], ensure_ascii=False)
@@ -151,6 +160,9 @@ async def test_a_second_message_while_a_reply_is_written_is_refused_until_it_is_
         await chat.send(world.editor, session.id, "Hello?")
     assert await chat.replying(world.editor, session.id) == execution.id
 
+    # The crew starts in a thread; on a busy machine it may not have asked yet. Once it has, the
+    # long reply is the one being written, and the next message gets "Second answer.".
+    await until_requests(world, 1)
     cancelled = await chat.cancel(world.editor, session.id)
     assert cancelled.status == "cancelled"
     frames = await frames_of(world, session.id, execution.id)

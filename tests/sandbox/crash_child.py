@@ -1,6 +1,6 @@
 """An app process that runs one slow tool and prints its result; the leftover tests SIGKILL some mid-run.
 
-Usage: ``python crash_child.py <backend> <run_id> <seconds>``. Prints one JSON
+Usage: ``python crash_child.py <backend> <run_id> <seconds> <cgroup parent>``. Prints one JSON
 line when the run is about to start (with the gVisor work root), then the
 result as JSON.
 """
@@ -17,8 +17,8 @@ from sandbox.factory import create_backend
 SOURCE = "import time\n\ndef run(seconds):\n    time.sleep(seconds)\n    return 'slept'\n"
 
 
-async def main(backend_name: str, run_id: str, seconds: float) -> None:
-    backend = create_backend(backend_name)
+async def main(backend_name: str, run_id: str, seconds: float, cgroup_parent: str) -> None:
+    backend = create_backend(backend_name, cgroup_parent=cgroup_parent)
     try:
         availability = await backend.available()
         if not availability:
@@ -34,4 +34,4 @@ async def main(backend_name: str, run_id: str, seconds: float) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
+    asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]))

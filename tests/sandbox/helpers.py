@@ -1,4 +1,12 @@
-"""Helpers for the sandbox tests: running tool snippets and looking for leftovers on the host."""
+"""Helpers for the sandbox tests: running tool snippets and looking for leftovers on the host.
+
+Test processes run side by side (pytest-xdist workers), and the others run tools too. So
+the runs of this process's sandbox tests get a cgroup parent of their own,
+``TEST_CGROUP_PARENT``, and the leak checks leave out what belongs to another worker: a
+process in a run group below another CrewCanvas parent, or one that a sibling process (another
+worker) started, at any depth (runsc commands of its sweeps, a launcher before it joins its
+group). An orphan, whoever left it, still counts.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.base import Limits, SandboxBackend, ToolResult, ToolRun
+from sandbox.cgroups import PARENT_NAME
+
+#: Where the sandbox tests of this process put run cgroups (apps use ``PARENT_NAME`` below their own cgroup).
+TEST_CGROUP_PARENT = f"{PARENT_NAME}-tests-{os.getpid()}"
 
 
 async def run_tool(
@@ -48,7 +60,10 @@ def is_zombie(pid: int) -> bool:
 
 
 def sandbox_processes() -> list[int]:
-    """Live host processes of sandbox runs (harness, bwrap, runsc for our bundles, the sandbox uid)."""
+    """Live host processes of sandbox runs (harness, bwrap, runsc for our bundles, the sandbox uid).
+
+    Leaves out those of other processes' runs (see the module docstring); a process outside
+    any run group still counts."""
     pids = set(host_processes_matching("/sandbox/harness.py"))
     pids |= set(host_processes_matching("crewcanvas-join"))
     pids |= set(host_processes_matching("crewcanvas-gvisor-"))
@@ -60,7 +75,36 @@ def sandbox_processes() -> list[int]:
                     pids.add(int(entry.name))
             except OSError:
                 continue
-    return sorted(pid for pid in pids if not is_zombie(pid))
+    return sorted(pid for pid in pids if not is_zombie(pid) and not _another_workers(pid))
+
+
+def _another_workers(pid: int) -> bool:
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
+        return False
+    if any(
+        part.startswith(PARENT_NAME) and part != TEST_CGROUP_PARENT
+        for line in lines
+        for part in line.split(":", 2)[-1].split("/")
+    ):
+        return True
+    me, parent = os.getpid(), os.getppid()
+    while pid > 1:
+        up = _parent_of(pid)
+        if pid == me or up is None:
+            return False
+        if up == parent:
+            return True  # started below a sibling of this process
+        pid = up
+    return False
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _is_bwrap(pid: int) -> bool:

@@ -283,7 +283,7 @@ async def test_fork_bomb_is_contained(backend: SandboxBackend) -> None:
 
 async def test_gvisor_says_when_runsc_itself_ran_out_of_host_tasks(gvisor_backend: GVisorBackend) -> None:
     # A host task budget far below what runsc needs for a fork bomb: the sentry cannot make a thread and dies.
-    starved = GVisorBackend(tasks_overhead=64, tasks_per_process=0)
+    starved = GVisorBackend(tasks_overhead=64, tasks_per_process=0, cgroup_parent=gvisor_backend.cgroup_parent)
     try:
         result = await run_tool(starved, _FORK_BOMB, processes=32, wall_seconds=20)
     finally:

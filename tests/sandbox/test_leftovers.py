@@ -4,6 +4,8 @@ The crash tests start real app processes (``crash_child.py``), SIGKILL one of
 them mid-run and sweep from a fresh backend, as the app does at start, while
 another app process's run is still going: the dead run's cgroups, gVisor work
 root, bundle, runsc state and container must be gone, the live run untouched.
+Their run groups sit below this test process's own cgroup parent, so that an app
+another test process starts meanwhile (it sweeps too) leaves the dead run to ours.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from sandbox.bwrap import BwrapBackend
 from sandbox.cgroups import CgroupLimits, Cgroups, join_argv
 from sandbox.gvisor import GVisorBackend
 from sandbox.leftovers import RunLocks, sweep_cgroups
-from tests.sandbox.helpers import host_processes_matching, is_zombie, wait_until_gone
+from tests.sandbox.helpers import TEST_CGROUP_PARENT, host_processes_matching, is_zombie, wait_until_gone
 
 CHILD = Path(__file__).with_name("crash_child.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -142,7 +144,7 @@ class AppProcess:
         env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST")}
         env["PYTHONPATH"] = str(REPO)
         self.process = subprocess.Popen(
-            [sys.executable, str(CHILD), backend, self.run_id, str(seconds)],
+            [sys.executable, str(CHILD), backend, self.run_id, str(seconds), TEST_CGROUP_PARENT],
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,
@@ -197,8 +199,12 @@ def test_sweep_after_a_crash_removes_the_dead_run_and_spares_a_live_one(
     kind: str, request: pytest.FixtureRequest
 ) -> None:
     request.getfixturevalue(f"{kind}_backend")  # skips gVisor where it cannot run
-    sweeper: SandboxBackend = BwrapBackend() if kind == "bwrap" else GVisorBackend()
-    cgroups = Cgroups.discover()
+    sweeper: SandboxBackend = (
+        BwrapBackend(cgroup_parent=TEST_CGROUP_PARENT)
+        if kind == "bwrap"
+        else GVisorBackend(cgroup_parent=TEST_CGROUP_PARENT)
+    )
+    cgroups = Cgroups.discover(parent=TEST_CGROUP_PARENT)
     if cgroups.version is None:
         pytest.skip(f"cgroups unavailable here: {cgroups.unavailable}")
     victim = AppProcess(kind, seconds=90)

@@ -1,7 +1,8 @@
-"""Home: where to go next (signed in) or how to get in (signed out), and what this installation runs on.
+"""Home: how to get in (signed out) or where to go next (signed in), and what this installation runs on.
 
 The home page is the one page open to everyone; every other page sends a signed-out
-visitor to /login.
+visitor to /login. Signed in, it sits inside the shell (the navigation shows) and its
+quick links follow the navigation's entries, so a page added there shows up here too.
 """
 
 from __future__ import annotations
@@ -9,31 +10,39 @@ from __future__ import annotations
 from nicegui import ui
 
 from core.auth.sessions import SessionState
-from core.context import Role
-from ui.layout import frame
+from ui.layout import NAV_SECTIONS, NavItem, frame
 from ui.session import current_state
+from ui.tenant_page import Pages
 from wiring.services import Services
 
-# (label, target, what it is for, the role it needs)
-QUICK_LINKS: list[tuple[str, str, str, Role]] = [
-    ("Tools", "/tools", "Python functions and shell commands your agents can call, tried in the sandbox.", Role.VIEWER),
-    (
-        "Providers",
-        "/providers",
-        "The LLMs your agents call: keys kept encrypted, a fallback each, a Test button.",
-        Role.VIEWER,
-    ),
-    ("Members", "/members", "Who works in this tenant, with which role; invite people.", Role.VIEWER),
-    ("API keys", "/api-keys", "Keys for programs that call the API in your name.", Role.VIEWER),
-    ("Tenants", "/tenants", "Your tenants: open another one or create a new one.", Role.VIEWER),
-    ("API reference", "/api/docs", "Every route of the REST API; every action here has an API twin.", Role.VIEWER),
-]
+#: What each navigation entry is for, as the quick links say it.
+PURPOSES: dict[str, str] = {
+    "/flows": "Design workflows on the canvas and run them.",
+    "/runs": "Every run of every flow: watch it live, retry, debug.",
+    "/crews": "CrewAI crews: agents with ordered tasks, run and tested here.",
+    "/agents": "Agents with a role, a goal, tools and a model.",
+    "/tasks": "Tasks for your agents, with their expected output and context.",
+    "/tools": "Python functions and shell commands your agents can call, tried in the sandbox.",
+    "/providers": "The LLMs your agents call: keys kept encrypted, a fallback each, a Test button.",
+    "/members": "Who works in this workspace, with which role; invite people.",
+    "/api-keys": "Keys for programs that call the API in your name.",
+    "/workspaces": "Your workspaces: open another one or create a new one.",
+    "/api/docs": "Every route of the REST API; every action here has an API twin.",
+}
+API_REFERENCE = NavItem("API reference", "/api/docs", "menu_book")
 
 
-def register(services: Services) -> None:
+def quick_links() -> list[NavItem]:
+    """The navigation's entries in its order, then the API reference."""
+    return [item for _, items in NAV_SECTIONS for item in items] + [API_REFERENCE]
+
+
+def register(pages: Pages) -> None:
+    services = pages.services
+
     @ui.page("/")
     async def home() -> None:
-        state = await current_state(services)
+        state = await current_state(services)  # also tells the shell whether to show the navigation
         with frame("Home"):
             ui.label("Design, run and watch multi-agent AI workflows.").classes("text-slate-600")
             if state is None:
@@ -58,26 +67,35 @@ def _signed_in(state: SessionState) -> None:
     ui.label(f"Welcome, {name}.").classes("text-lg").props('data-testid="home-welcome"')
     ctx = state.context
     if ctx is None:
-        with ui.card().classes("w-full").props('data-testid="home-no-tenant"'):
-            ui.label("You belong to no tenant yet: create one, or open the invitation link you were sent.")
-            ui.button("Create a tenant", on_click=lambda: ui.navigate.to("/tenants"))
+        with ui.card().classes("w-full").props('data-testid="home-no-workspace"'):
+            ui.label("You belong to no workspace yet: create one, or open the invitation link you were sent.")
+            ui.button("Create a workspace", on_click=lambda: ui.navigate.to("/workspaces")).props(
+                'data-testid="home-create-workspace"'
+            )
         return
-    tenant_name = next((t.tenant_name for t in state.tenants if t.tenant_id == ctx.tenant_id), ctx.tenant_slug)
+    workspace = next((t.tenant_name for t in state.tenants if t.tenant_id == ctx.tenant_id), ctx.tenant_slug)
     with ui.card().classes("w-full"):
         with ui.row().classes("items-baseline gap-2"):
-            ui.label(tenant_name).classes("text-xl font-medium").props('data-testid="home-tenant"')
-            ui.label(f"{ctx.tenant_slug} · you are {ctx.role}").classes("text-sm text-slate-500").props(
+            ui.label(workspace).classes("text-xl font-medium").props('data-testid="home-workspace"')
+            ui.label(f"{ctx.tenant_slug} · you are {ctx.role}").classes("text-sm text-slate-600").props(
                 'data-testid="home-role"'
             )
-        with ui.grid(columns=2).classes("w-full gap-3"):
-            for label, target, purpose, needed in QUICK_LINKS:
-                if ctx.role.rank < needed.rank:
-                    continue
-                with ui.column().classes("gap-0"):
-                    ui.link(label, target).classes("font-medium").props(
-                        f'data-testid="quick-{target.strip("/") or "home"}"'
-                    )
-                    ui.label(purpose).classes("text-sm text-slate-600")
+        with (
+            ui.element("div")
+            .classes("w-full grid gap-3 sm:grid-cols-2 lg:grid-cols-3")
+            .props('data-testid="quick-links"')
+        ):
+            for item in quick_links():
+                _quick_link(item)
+
+
+def _quick_link(item: NavItem) -> None:
+    testid = "quick-" + item.target.strip("/").replace("/", "-")
+    with ui.row().classes("items-start gap-3 no-wrap p-2"):
+        ui.icon(item.icon, size="sm").classes("text-primary mt-1")
+        with ui.column().classes("gap-0"):
+            ui.link(item.label, item.target).classes("font-medium").props(f'data-testid="{testid}"')
+            ui.label(PURPOSES.get(item.target, "")).classes("text-sm text-slate-600")
 
 
 async def _backends(services: Services) -> None:

@@ -1,4 +1,8 @@
-"""/login: sign in with email and password (or the configured OpenID Connect provider)."""
+"""/login: sign in with email and password (or the configured OpenID Connect provider).
+
+Why a sign-in failed (a wrong password, a refused OIDC answer kept for one view) shows in
+the form's box (`login-error`), never as a toast.
+"""
 
 from __future__ import annotations
 
@@ -6,42 +10,65 @@ from urllib.parse import quote
 
 from fastapi import Request
 from nicegui import ui
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from starlette.responses import RedirectResponse, Response
 
-from core.errors import CoreError
+from core.errors import Problem
+from ui.forms import FieldOptions, ModelForm
 from ui.layout import frame
 from ui.session import client_address, current_state, safe_next, take_login_error
 from ui.sign_in import hand_over
-from wiring.services import Services
+from ui.tenant_page import Pages
 
 
-def register(services: Services) -> None:
+class Credentials(BaseModel):
+    """An email address and a password (the sign-in form, also on the invitation page)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(max_length=320)
+    password: SecretStr = Field(max_length=4096)
+
+
+def autocomplete(kind: str, input_type: str | None = None) -> FieldOptions:
+    """Field options that let password managers fill the control (`username`, `current-password`, ...)."""
+
+    def tag(control: ui.element) -> None:
+        control.props["autocomplete"] = kind
+        if input_type is not None:
+            control.props["type"] = input_type
+
+    return FieldOptions(after=tag)
+
+
+CREDENTIAL_FIELDS = {
+    "email": autocomplete("username", "email"),
+    "password": autocomplete("current-password"),
+}
+
+
+def register(pages: Pages) -> None:
+    services = pages.services
+
     @ui.page("/login")
     async def login_page(request: Request) -> Response | None:
         target = safe_next(request.query_params.get("next"))
         if await current_state(services) is not None:
             return RedirectResponse(target, status_code=303)
-        with frame("Sign in"), ui.card().classes("w-full max-w-md"):
-            if problem := take_login_error(request):  # why the last sign-in that left this page failed
-                ui.label(problem).classes("text-negative").props('role=alert data-testid="login-error"')
-            email = ui.input("Email").props('type=email autocomplete=username data-testid="login-email"')
-            password = ui.input("Password", password=True).props(
-                'autocomplete=current-password data-testid="login-password"'
+
+        async def submit(credentials: Credentials) -> None:
+            user = await services.identity.accounts.authenticate(
+                credentials.email, credentials.password.get_secret_value(), address=client_address()
             )
+            session = await services.identity.sessions.create(user.id)
+            ui.navigate.to(hand_over(session, target))
 
-            async def submit() -> None:
-                try:
-                    user = await services.identity.accounts.authenticate(
-                        email.value or "", password.value or "", address=client_address()
-                    )
-                    session = await services.identity.sessions.create(user.id)
-                except CoreError as exc:
-                    ui.notify(str(exc), type="negative")
-                    return
-                ui.navigate.to(hand_over(session, target))
-
-            password.on("keydown.enter", submit)
-            ui.button("Sign in", on_click=submit).props('data-testid="login-submit"').classes("w-full")
+        with frame("Sign in"), ui.card().classes("w-full max-w-md"):
+            form = ModelForm(
+                Credentials, on_submit=submit, submit_label="Sign in", testid="login", fields=CREDENTIAL_FIELDS
+            )
+            if problem := take_login_error(request):  # why the last sign-in that left this page failed
+                form.show_problems([Problem("", problem)])
             oidc = services.settings.oidc
             if oidc.enabled:
                 ui.button(

@@ -1,9 +1,10 @@
-"""/members: who belongs to the current tenant; admins invite, change roles and remove.
+"""/members: who belongs to the current workspace; admins invite, change roles and remove.
 
-Every handler resolves the session again (`current_context`), so someone removed or
-demoted meanwhile is stopped at their next click; core checks the role once more.
-An invitation link is shown once, right after it is made; only its digest is stored.
-With an address and a mail server (SMTP_*), the link is also mailed to that address.
+Everyone sees the member list; only admins and the owner see the invitation form, the
+pending invitations and the role controls (core checks the role once more). Every action
+resolves the session again (`PageView.action`), so someone removed or demoted meanwhile is
+stopped at their next click. An invitation link is shown once, right after it is made; only
+its digest is stored. With an address and a mail server (SMTP_*), the link is also mailed.
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ from datetime import UTC, datetime
 
 from nicegui import ui
 from nicegui.events import ValueChangeEventArguments
-from starlette.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core.auth.directory import normalize_email
+from core.auth.invites import CreatedInvite
 from core.auth.members import MemberInfo
 from core.context import Role, TenantContext
-from core.errors import CoreError
+from core.errors import InvalidInput
 from ui.dialogs import confirm
-from ui.layout import frame
-from ui.session import current_context, page_context
-from wiring.services import Services
+from ui.forms import FieldOptions, ModelForm
+from ui.session import current_context
+from ui.tenant_page import Pages, PageView
 
 
 def assignable_roles(ctx: TenantContext) -> dict[str, str]:
@@ -33,40 +36,74 @@ def when(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def register(services: Services) -> None:
-    @ui.page("/members")
-    async def members_page() -> Response | None:
-        ctx = await page_context(services, Role.VIEWER)
-        if not isinstance(ctx, TenantContext):
-            return ctx
-        with frame("Members"):
-            page = MembersPage(services, ctx)
-            if ctx.role.rank >= Role.ADMIN.rank:
-                page.invite_form()
-                await page.invites()
-            await page.members()
+def checked_email(value: str | None) -> str | None:
+    """An address as core will store it, or a ValueError saying what is wrong with it."""
+    if value is None or not value.strip():
         return None
+    try:
+        return normalize_email(value)
+    except InvalidInput as exc:
+        raise ValueError(str(exc)) from None
+
+
+class Invitation(BaseModel):
+    """The invitation form."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role = Field(description="What they may do here; you can change it later.")
+    email: str | None = Field(default=None, max_length=320, description="Optional: only this address can accept.")
+
+    @field_validator("role")
+    @classmethod
+    def _not_owner(cls, value: Role) -> Role:
+        if value is Role.OWNER:
+            raise ValueError("nobody can be invited as owner; invite an admin and transfer ownership later")
+        return value
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        return checked_email(value)
+
+
+def email_input(control: ui.element) -> None:
+    """Let browsers offer the email keyboard and autofill for an address field."""
+    control.props["type"] = "email"
+
+
+def register(pages: Pages) -> None:
+    @pages.tenant_page("/members", Role.VIEWER, title="Members")
+    async def members_page(page: PageView) -> None:
+        view = MembersPage(page)
+        if page.can(Role.ADMIN):
+            view.invite_form()
+            await view.invites()
+        await view.members()
 
 
 class MembersPage:
-    """The members page of one tenant, as built for one visitor."""
+    """The members page of one workspace, as built for one visitor."""
 
-    def __init__(self, services: Services, ctx: TenantContext) -> None:
-        self.services = services
-        self.ctx = ctx  # replaced by the fresh context each handler resolves
+    def __init__(self, page: PageView) -> None:
+        self.page = page
+        self.services = page.services
+        self.ctx = page.ctx  # replaced by the fresh context each action resolves
         self.created: ui.column | None = None
+        self.form: ModelForm[Invitation] | None = None
+        self.browser_base_url = _browser_base_url()  # read while the page is built: handlers have no request
 
     # -- members -----------------------------------------------------------------------------
 
     @ui.refreshable_method
     async def members(self) -> None:
-        try:
-            members = await self.services.identity.members.list_members(self.ctx)
-        except CoreError as exc:
-            ui.label(str(exc)).classes("text-red-700")
-            return
+        members = await self.services.identity.members.list_members(self.ctx)
         with ui.card().classes("w-full"):
             ui.label(f"Members ({len(members)})").classes("text-lg font-medium")
+            if not self.page.can(Role.ADMIN):
+                ui.label("Only admins and the owner invite people and change roles.").classes(
+                    "text-sm text-slate-600"
+                ).props('data-testid="members-read-only"')
             with ui.column().classes("w-full gap-1").props('data-testid="member-list"'):
                 for member in members:
                     self._member_row(member)
@@ -83,14 +120,16 @@ class MembersPage:
             with ui.column().classes("gap-0"):
                 ui.label(member.email + (" (you)" if is_me else "")).classes("font-medium")
                 if member.display_name:
-                    ui.label(member.display_name).classes("text-sm text-slate-500")
+                    ui.label(member.display_name).classes("text-sm text-slate-600")
             with ui.row().classes("items-center gap-2"):
                 if manageable:
-                    ui.select(
+                    role = ui.select(
                         assignable_roles(self.ctx),
                         value=member.role.value,
                         on_change=lambda e, m=member: self._change_role(m, e),
-                    ).props('dense outlined data-testid="member-role"').classes("min-w-32")
+                    ).props('dense outlined data-testid="member-role"')
+                    role.props["aria-label"] = f"Role of {member.email}"
+                    role.classes("min-w-32")
                     ui.button("Remove", on_click=lambda m=member: self._confirm_remove(m)).props(
                         'flat color=negative data-testid="member-remove"'
                     )
@@ -108,36 +147,32 @@ class MembersPage:
     async def _change_role(self, member: MemberInfo, event: ValueChangeEventArguments) -> None:
         if event.value == member.role.value:
             return
-        ctx = await current_context(self.services, Role.ADMIN)
-        if ctx is None:
-            return
-        self.ctx = ctx
-        try:
-            changed = await self.services.identity.members.change_role(ctx, member.user_id, str(event.value))
-        except CoreError as exc:
-            ui.notify(str(exc), type="negative")
-        else:
+
+        async def change(ctx: TenantContext) -> None:
+            self.ctx = ctx
+            try:
+                changed = await self.services.identity.members.change_role(ctx, member.user_id, str(event.value))
+            finally:
+                self.members.refresh()  # back to what is stored if it was refused
             ui.notify(f"{changed.email} is now {changed.role}", type="positive")
-        self.members.refresh()
+
+        await self.page.action(change, Role.ADMIN)()
 
     async def _confirm_transfer(self, member: MemberInfo) -> None:
         if not await confirm(
             f"Make {member.email} the owner of {self.ctx.tenant_slug}?",
-            detail="You become an admin. Only the owner can delete the tenant or transfer it again.",
+            detail="You become an admin. Only the owner can delete the workspace or transfer it again.",
             action="Transfer ownership",
             testid="confirm-transfer",
         ):
             return
-        ctx = await current_context(self.services, Role.OWNER)
-        if ctx is None:
-            return
-        try:
+
+        async def transfer(ctx: TenantContext) -> None:
             await self.services.identity.members.transfer_ownership(ctx, member.user_id)
-        except CoreError as exc:
-            ui.notify(str(exc), type="negative")
-            return
-        ui.notify(f"{member.email} now owns {ctx.tenant_slug}; you are an admin", type="positive")
-        ui.navigate.reload()  # every control on the page depends on the role
+            ui.notify(f"{member.email} now owns {ctx.tenant_slug}; you are an admin", type="positive")
+            ui.navigate.reload()  # every control on the page depends on the role
+
+        await self.page.action(transfer, Role.OWNER)()
 
     async def _confirm_remove(self, member: MemberInfo) -> None:
         leaving = member.user_id == self.ctx.user_id
@@ -145,25 +180,20 @@ class MembersPage:
             question, detail = f"Leave {self.ctx.tenant_slug}?", "You lose access to it at once."
         else:
             question = f"Remove {member.email} from {self.ctx.tenant_slug}?"
-            detail = "Their sessions, tokens and API keys for this tenant stop working at once."
-        if await confirm(question, detail=detail, action="Leave" if leaving else "Remove", testid="confirm-remove"):
-            await self._remove(member, leaving)
+            detail = "Their sessions, tokens and API keys for this workspace stop working at once."
+        if not await confirm(question, detail=detail, action="Leave" if leaving else "Remove", testid="confirm-remove"):
+            return
 
-    async def _remove(self, member: MemberInfo, leaving: bool) -> None:
-        ctx = await current_context(self.services, Role.VIEWER if leaving else Role.ADMIN)
-        if ctx is None:
-            return
-        self.ctx = ctx
-        try:
+        async def remove(ctx: TenantContext) -> None:
+            self.ctx = ctx
             await self.services.identity.members.remove(ctx, member.user_id)
-        except CoreError as exc:
-            ui.notify(str(exc), type="negative")
-            return
-        if leaving:
-            ui.navigate.to("/tenants")
-            return
-        ui.notify(f"{member.email} was removed", type="positive")
-        self.members.refresh()
+            if leaving:
+                ui.navigate.to("/workspaces")
+                return
+            ui.notify(f"{member.email} was removed", type="positive")
+            self.members.refresh()
+
+        await self.page.action(remove, Role.VIEWER if leaving else Role.ADMIN)()
 
     # -- invitations -------------------------------------------------------------------------
 
@@ -182,39 +212,41 @@ class MembersPage:
                     "can accept it; without one, anyone holding the link can."
                 )
             ui.label(explanation).classes("text-sm text-slate-600").props('data-testid="invite-explanation"')
-            with ui.row().classes("w-full items-end gap-3"):
-                roles = assignable_roles(self.ctx)
-                role = (
-                    ui.select(roles, value=Role.VIEWER.value, label="Role")
-                    .props('data-testid="invite-role"')
-                    .classes("min-w-32")
-                )
-                email = ui.input("Email (optional)").props('type=email data-testid="invite-for-email"').classes("w-72")
-                button = ui.button("Create invitation").props('data-testid="invite-create"')
-                button.on_click(lambda: self._create_invite(role, email, button))
+            self.form = ModelForm(
+                Invitation,
+                value={"role": Role.VIEWER.value},
+                on_submit=self._create_invite,
+                submit_label="Create invitation",
+                testid="invite",
+                fields={
+                    "role": FieldOptions(choices=assignable_roles(self.ctx)),
+                    "email": FieldOptions(label="Email", after=email_input),
+                },
+            )
             self.created = ui.column().classes("w-full")
 
-    async def _create_invite(self, role: ui.select, email: ui.input, button: ui.button) -> None:
+    async def _create_invite(self, invitation: Invitation) -> None:
+        # Not `page.action`: what core refuses (a role above one's own, the mail budget) belongs in
+        # the form's box, which ModelForm fills from the CoreError this raises.
         ctx = await current_context(self.services, Role.ADMIN)
         if ctx is None:
             return
         self.ctx = ctx
-        button.disable()  # sending a mail takes a moment; one click, one invitation
-        try:
-            created = await self.services.identity.invites.create(
-                ctx, str(role.value), email.value or None, base_url=self._browser_base_url()
-            )
-        except CoreError as exc:
-            ui.notify(str(exc), type="negative")
-            return
-        finally:
-            button.enable()
+        created = await self.services.identity.invites.create(
+            ctx, invitation.role, invitation.email, base_url=self.browser_base_url
+        )
+        self._show_created(created)
+        if self.form is not None:
+            self.form.set_values({"email": ""})
+        self.invites.refresh()
+
+    def _show_created(self, created: CreatedInvite) -> None:
         link = created.link
         slot = self.created
         if slot is None:
             return
         slot.clear()
-        with slot, ui.card().classes("w-full bg-green-50").props('data-testid="invite-created"'):
+        with slot, ui.card().classes("w-full border-l-4 border-green-700").props('data-testid="invite-created"'):
             address = created.info.email
             target = f"for {address}" if address else "for anyone with the link"
             if created.emailed:
@@ -223,7 +255,7 @@ class MembersPage:
                 ui.label(
                     f"The invitation mail to {address} could not be sent: {created.email_error}. "
                     "The invitation is valid: copy the link below and pass it on yourself."
-                ).classes("font-medium text-red-700").props('data-testid="invite-email-error"')
+                ).classes("font-medium").props('role=alert data-testid="invite-email-error"')
             elif address:
                 ui.label(
                     f"Nothing was mailed to {address}: no mail server is configured (SMTP_HOST). "
@@ -233,33 +265,23 @@ class MembersPage:
                 f"Invitation as {created.info.role} {target}, valid until {when(created.info.expires_at)}. "
                 "Copy the link now: it is not shown again."
             )
-            with ui.row().classes("w-full items-center gap-2"):
-                ui.input(value=link).props('readonly dense outlined data-testid="invite-link"').classes("grow")
+            with ui.row().classes("w-full items-center gap-2 no-wrap"):
+                box = ui.input("Invitation link", value=link).props('readonly dense outlined data-testid="invite-link"')
+                box.classes("grow")
                 ui.button(icon="content_copy", on_click=lambda: ui.clipboard.write(link)).props(
-                    'flat data-testid="invite-copy"'
+                    'flat round aria-label="Copy the link" data-testid="invite-copy"'
                 ).tooltip("Copy the link")
-        email.value = ""
-        self.invites.refresh()
-
-    def _browser_base_url(self) -> str:
-        """The address this page was opened at (core prefers APP_BASE_URL when it is set)."""
-        request = ui.context.client.request
-        return str(request.base_url).rstrip("/") if request is not None else ""
 
     @ui.refreshable_method
     async def invites(self) -> None:
-        try:
-            pending = await self.services.identity.invites.pending(self.ctx)
-        except CoreError as exc:
-            ui.label(str(exc)).classes("text-red-700")
-            return
+        pending = await self.services.identity.invites.pending(self.ctx)
         if not pending:
             return
         with ui.card().classes("w-full"):
             ui.label(f"Pending invitations ({len(pending)})").classes("text-lg font-medium")
             with ui.column().classes("w-full gap-1").props('data-testid="invite-list"'):
                 for invite in pending:
-                    with ui.row().classes("w-full items-center justify-between"):
+                    with ui.row().classes("w-full items-center justify-between").props('data-testid="invite-row"'):
                         ui.label(
                             f"{invite.role} · {invite.email or 'anyone with the link'} · "
                             f"expires {when(invite.expires_at)}"
@@ -269,14 +291,24 @@ class MembersPage:
                         )
 
     async def _revoke_invite(self, invite_id: uuid.UUID) -> None:
-        ctx = await current_context(self.services, Role.ADMIN)
-        if ctx is None:
+        if not await confirm(
+            "Withdraw this invitation?",
+            detail="Its link stops working at once.",
+            action="Withdraw",
+            testid="confirm-withdraw",
+        ):
             return
-        self.ctx = ctx
-        try:
+
+        async def revoke(ctx: TenantContext) -> None:
+            self.ctx = ctx
             await self.services.identity.invites.revoke(ctx, invite_id)
-        except CoreError as exc:
-            ui.notify(str(exc), type="negative")
-            return
-        ui.notify("invitation withdrawn; its link no longer works", type="positive")
-        self.invites.refresh()
+            ui.notify("invitation withdrawn; its link no longer works", type="positive")
+            self.invites.refresh()
+
+        await self.page.action(revoke, Role.ADMIN)()
+
+
+def _browser_base_url() -> str:
+    """The address this page was opened at (core prefers APP_BASE_URL when it is set)."""
+    request = ui.context.client.request
+    return str(request.base_url).rstrip("/") if request is not None else ""

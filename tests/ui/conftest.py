@@ -1,0 +1,104 @@
+"""Page tests with NiceGUI's simulated user: the real pages and services, in process, no browser.
+
+- `ui_services`: migrated services on SQLite (cheap Argon2, no Redis), like the API tests'.
+- `user`: a NiceGUI `User` against every page of the app (`ui.app.install_ui`); JavaScript
+  does not run, so what needs a browser lives in tests/e2e.
+- `sign_in(user, services, email=..., role=...)`: an account (with a workspace of its own,
+  or as a member of `workspace` with `role`) signed in through the real hand-over route.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from nicegui import core, ui
+from nicegui.functions.download import download
+from nicegui.functions.navigate import Navigate
+from nicegui.functions.notify import notify
+from nicegui.testing.general import nicegui_reset_globals, prepare_simulation
+from nicegui.testing.user import User
+
+from core.context import Role, TenantContext
+from tests.api.conftest import PASSWORD, identity_settings
+from wiring.services import Services, build_services
+
+
+@pytest.fixture
+async def ui_services(tmp_path: Path) -> AsyncIterator[Services]:
+    built = build_services(identity_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'control.db'}"))
+    await built.start()
+    try:
+        yield built
+    finally:
+        await built.aclose()
+
+
+@pytest.fixture
+async def user(ui_services: Services, caplog: pytest.LogCaptureFixture) -> AsyncIterator[User]:
+    """A simulated browser on the whole UI; the test fails if a page logged an ERROR."""
+    handlers = dict(core.app.exception_handlers)  # the reset keeps them; our not-found page replaces one
+    with nicegui_reset_globals():
+        os.environ["NICEGUI_USER_SIMULATION"] = "true"
+        try:
+            from ui.app import install_ui  # imported afresh: the reset forgets page modules
+
+            install_ui(ui_services)
+            prepare_simulation()
+            ui.run(storage_secret="simulated secret")
+            async with core.app.router.lifespan_context(core.app):
+                transport = httpx.ASGITransport(core.app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                    yield User(client)
+        finally:
+            core.app.exception_handlers.clear()
+            core.app.exception_handlers.update(handlers)
+            os.environ.pop("NICEGUI_USER_SIMULATION", None)
+            ui.navigate = Navigate()
+            ui.notify = notify
+            ui.download = download
+    errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
+    if errors:
+        pytest.fail(f"a page logged an error: {errors[0].getMessage()}", pytrace=False)
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    email: str
+    ctx: TenantContext
+
+
+async def sign_in(
+    user: User,
+    services: Services,
+    *,
+    email: str | None = None,
+    workspace: TenantContext | None = None,
+    role: Role = Role.OWNER,
+    landing: str = "/",
+) -> SignedIn:
+    """Sign `user` in as a new account: owner of a new workspace, or `role` in `workspace`."""
+    from ui.sign_in import hand_over
+
+    email = email or f"user{secrets.token_hex(3)}@example.com"
+    slug = f"ws_{secrets.token_hex(4)}"
+    account, membership = await services.identity.accounts.signup(
+        email, PASSWORD, tenant_slug=slug, tenant_name=f"Workspace {slug}"
+    )
+    tenant_id = membership.tenant_id
+    if workspace is not None:
+        invite = await services.identity.invites.create(workspace, role)
+        joined = await services.identity.invites.accept(invite.token, account.id)
+        tenant_id = joined.tenant_id
+    session = await services.identity.sessions.create(account.id, tenant_id)
+    state = await services.identity.sessions.resolve(session)
+    assert state is not None
+    assert state.context is not None
+    await user.open(hand_over(session, landing))
+    return SignedIn(email, state.context)
