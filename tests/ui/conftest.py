@@ -9,10 +9,12 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,20 +26,40 @@ from nicegui.functions.navigate import Navigate
 from nicegui.functions.notify import notify
 from nicegui.testing.general import nicegui_reset_globals, prepare_simulation
 from nicegui.testing.user import User
+from pydantic import SecretStr
 
 from core.context import Role, TenantContext
+from core.settings import AppSettings
 from tests.api.conftest import PASSWORD, identity_settings
 from wiring.services import Services, build_services
 
 
-@pytest.fixture
-async def ui_services(tmp_path: Path) -> AsyncIterator[Services]:
-    built = build_services(identity_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'control.db'}"))
+def ui_settings(tmp_path: Path, *, loopback_llm: bool = False, master_key: bool = False) -> AppSettings:
+    """The page tests' settings: SQLite, cheap Argon2; optionally LLM endpoints on loopback allowed
+    (the scripted LLM server) and a master key (to seal provider keys)."""
+    settings = identity_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'control.db'}")
+    settings.llm.allow_private_endpoints = loopback_llm
+    if master_key:
+        key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+        settings.security.master_keys = SecretStr(f"test:{key}")
+    return settings
+
+
+@asynccontextmanager
+async def started(settings: AppSettings) -> AsyncIterator[Services]:
+    """Services built from `settings`, migrated, closed afterwards."""
+    built = build_services(settings)
     await built.start()
     try:
         yield built
     finally:
         await built.aclose()
+
+
+@pytest.fixture
+async def ui_services(tmp_path: Path) -> AsyncIterator[Services]:
+    async with started(ui_settings(tmp_path)) as built:
+        yield built
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import secrets
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,29 +10,20 @@ from typing import Any
 import pytest
 from nicegui import ui
 from nicegui.testing.user import User
-from pydantic import SecretStr
 
 from core.context import Role, TenantContext
 from core.crew_specs import AgentSpec, TaskSpec
 from core.providers import ProviderInput, parse_input
 from core.tools import starter_spec
-from tests.api.conftest import identity_settings
-from tests.ui.conftest import sign_in
-from wiring.services import Services, build_services
+from tests.ui.conftest import sign_in, started, ui_settings
+from wiring.services import Services
 
 
 @pytest.fixture
 async def ui_services(tmp_path: Path) -> AsyncIterator[Services]:
     """The page tests' services, with a master key: these tests store provider keys."""
-    settings = identity_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'control.db'}")
-    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-    settings.security.master_keys = SecretStr(f"test:{key}")
-    built = build_services(settings)
-    await built.start()
-    try:
+    async with started(ui_settings(tmp_path, master_key=True)) as built:
         yield built
-    finally:
-        await built.aclose()
 
 
 #: Retries (0.1 s apart) for what follows a database write or a navigation, on a busy machine.

@@ -23,12 +23,11 @@ from nicegui.testing.user import User
 from core.context import Role, TenantContext
 from core.crew_specs import AgentSpec, CrewSpec, TaskSpec
 from core.providers import ProviderInput
-from tests.api.conftest import identity_settings
 from tests.fixtures import llm_server as _scripted
 from tests.fixtures.llm_server import Reply, ScriptedLLMServer
-from tests.ui.conftest import sign_in
+from tests.ui.conftest import sign_in, started, ui_settings
 from ui.pages.crews import projects
-from wiring.services import Services, build_services
+from wiring.services import Services
 
 _llm_server_module = _scripted._llm_server_module
 llm_server = _scripted.llm_server
@@ -39,15 +38,9 @@ T = TypeVar("T")
 
 @pytest.fixture
 async def ui_services(tmp_path: Path) -> AsyncIterator[Services]:
-    """tests/ui/conftest.py's services, with loopback LLM endpoints allowed (the scripted server)."""
-    settings = identity_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'control.db'}")
-    settings.llm.allow_private_endpoints = True
-    built = build_services(settings)
-    await built.start()
-    try:
+    """The page tests' services, with the scripted LLM server on loopback allowed."""
+    async with started(ui_settings(tmp_path, loopback_llm=True)) as built:
         yield built
-    finally:
-        await built.aclose()
 
 
 def control(user: User, testid: str) -> Any:

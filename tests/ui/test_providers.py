@@ -13,10 +13,8 @@ from pydantic import SecretStr
 from core.context import Role
 from core.llm.types import ProviderKind
 from core.providers import ProviderInput
-from tests.api.conftest import identity_settings
-from tests.fixtures.llm_stack import master_keys
-from tests.ui.conftest import sign_in
-from wiring.services import Services, build_services
+from tests.ui.conftest import sign_in, started, ui_settings
+from wiring.services import Services
 
 CANARY = "sk-canary-ui-4f1e9a07c2d8b35e6611"
 HINT = "sk-...6611"
@@ -25,14 +23,8 @@ HINT = "sk-...6611"
 @pytest.fixture
 async def ui_services(tmp_path: Path) -> AsyncIterator[Services]:
     """The page tests' services, with a master key so provider keys can be sealed."""
-    settings = identity_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'control.db'}")
-    settings.security.master_keys = SecretStr(master_keys("k1"))
-    built = build_services(settings)
-    await built.start()
-    try:
+    async with started(ui_settings(tmp_path, master_key=True)) as built:
         yield built
-    finally:
-        await built.aclose()
 
 
 def one(user: User, marker: str) -> Any:

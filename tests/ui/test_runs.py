@@ -15,12 +15,11 @@ from nicegui.testing.user import User
 
 from core.context import Role, TenantContext
 from core.providers import ProviderInput
-from tests.api.conftest import identity_settings
 from tests.executor.conftest import document, edge, node
 from tests.fixtures import llm_server as _scripted
 from tests.fixtures.llm_server import Reply, ScriptedLLMServer
-from tests.ui.conftest import sign_in
-from wiring.services import Services, build_services
+from tests.ui.conftest import sign_in, started, ui_settings
+from wiring.services import Services
 
 _llm_server_module = _scripted._llm_server_module
 llm_server = _scripted.llm_server
@@ -30,15 +29,9 @@ SLOW = 100  # retries of 0.1 s for what a run does in the background
 
 @pytest.fixture
 async def ui_services(tmp_path: Path) -> AsyncIterator[Services]:
-    """tests/ui/conftest.py's, with LLM endpoints on loopback allowed (the scripted LLM server)."""
-    settings = identity_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'control.db'}")
-    settings.llm.allow_private_endpoints = True
-    built = build_services(settings)
-    await built.start()
-    try:
+    """The page tests' services, with the scripted LLM server on loopback allowed."""
+    async with started(ui_settings(tmp_path, loopback_llm=True)) as built:
         yield built
-    finally:
-        await built.aclose()
 
 
 def echo_flow() -> dict[str, Any]:
