@@ -17,6 +17,7 @@ under itself; a problem deeper than a field can route (`models.3`) is shown with
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -207,30 +208,33 @@ class ErrorText:
         self.label.set_visibility(False)
 
 
-class FormField:
-    """One property of the model as the user edits it."""
+class FormField(ABC):
+    """One property of the model as the user edits it (each kind of control implements the five methods)."""
 
     def __init__(self, spec: FieldSpec, ctx: FormContext) -> None:
         self.spec = spec
         self.ctx = ctx
 
+    @abstractmethod
     def raw(self) -> Any:
         """The value as typed (what `ModelForm.values` shows)."""
-        raise NotImplementedError
+        ...
 
-    def set_raw(self, value: Any) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def set_raw(self, value: Any) -> None: ...
 
+    @abstractmethod
     def data(self, problems: list[Problem]) -> Any:
         """What to validate (EMPTY when nothing was typed); problems found before pydantic go to `problems`."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def show(self, rest: list[str], message: str) -> bool:
         """Show a problem of this field (`rest`: where below it); False if there is nowhere to show it."""
-        raise NotImplementedError
+        ...
 
-    def clear(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def clear(self) -> None: ...
 
     def _help(self, control: ui.element) -> None:
         text = self.spec.help
