@@ -11,6 +11,7 @@ another test process starts meanwhile (it sweeps too) leaves the dead run to our
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -185,6 +186,17 @@ def _groups_of(cgroups: Cgroups, run_id: str) -> list[Path]:
     return [path for path in cgroups.run_groups() if path.name.startswith(f"{run_id}-")]
 
 
+def _commands(cgroups: Cgroups, run_id: str) -> set[str]:
+    """The command names of the run's live processes."""
+    names: set[str] = set()
+    for path in _groups_of(cgroups, run_id):
+        group = cgroups.existing(path.name)
+        for pid in group.pids() if group is not None else []:
+            with contextlib.suppress(OSError):
+                names.add(Path(f"/proc/{pid}/comm").read_text().strip())
+    return names
+
+
 def _busy(cgroups: Cgroups, run_id: str) -> bool:
     """Whether a process of the run still lives: a zombie waiting for host init to reap it runs nothing."""
     names = {path.name for path in _groups_of(cgroups, run_id)}
@@ -213,6 +225,10 @@ def test_sweep_after_a_crash_removes_the_dead_run_and_spares_a_live_one(
         victim_root = victim.started()["work_root"]
         live_root = live.started()["work_root"]
         assert _wait(lambda: _busy(cgroups, victim.run_id) and _busy(cgroups, live.run_id))
+        if kind == "bwrap":
+            # Crash only once bubblewrap runs the tool: before that (the cgroup join shell, setpriv)
+            # --die-with-parent is not set yet and the orphaned launcher goes on; the sweep is for that.
+            assert _wait(lambda: "python3" in _commands(cgroups, victim.run_id))
 
         victim.kill()  # SIGKILL of the app process alone, as in a crash
         if kind == "bwrap":
