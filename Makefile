@@ -12,7 +12,7 @@ APT_PACKAGES := chromium bubblewrap runsc
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: help run test lint pytest deps jsdeps sysdeps services bench migrate clean
+.PHONY: help run test lint pytest deps jsdeps jsbuild sysdeps services bench migrate clean
 
 help:
 	@echo "make run    install what is missing, then serve http://127.0.0.1:8080"
@@ -39,6 +39,20 @@ $(STAMPS)/jsdeps: package.json package-lock.json
 
 jsdeps: $(STAMPS)/jsdeps
 
+# The flow canvas's JavaScript (ui/elements/): Vue Flow, its plugins and dagre in one ES module, their CSS
+# inlined as text. `vue` stays external: the bundle runs on NiceGUI's own Vue through its import map.
+# Built, never committed; the same inputs give the same bytes.
+JS_BUNDLE := ui/elements/dist/vue_flow.js
+JS_ENTRY := ui/elements/vue_flow_lib.js
+ESBUILD_FLAGS := --bundle --format=esm --external:vue --minify --target=es2020 --loader:.css=text \
+  --define:process.env.NODE_ENV='"production"' --log-level=warning
+
+$(JS_BUNDLE): $(JS_ENTRY) ui/elements/flow_canvas.css package-lock.json $(STAMPS)/jsdeps
+	@echo "==> bundling the flow canvas's JavaScript into $@"
+	node_modules/.bin/esbuild $(JS_ENTRY) $(ESBUILD_FLAGS) --outfile=$@
+
+jsbuild: $(JS_BUNDLE)
+
 # Debian packages the tests need (a browser for e2e tests, bubblewrap and gVisor for the sandbox).
 $(STAMPS)/sysdeps: Makefile
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -61,7 +75,7 @@ services:
 	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || (echo "==> starting Redis" && \
 	  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no && sleep 1)
 
-run: deps
+run: deps jsbuild
 	@mkdir -p data
 	$(BIN)/python main.py
 
@@ -81,7 +95,7 @@ lint: deps
 # PYTEST_ARGS="-n 0" runs in one process.
 PYTEST_WORKERS ?= 2
 
-pytest: deps jsdeps sysdeps services
+pytest: deps jsbuild sysdeps services
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 test: lint pytest
@@ -100,4 +114,4 @@ bench: deps services $(STAMPS)/bench-venv
 	@for b in bench/[!_]*.py; do echo "==> $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) .tools $(STAMPS) node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) .tools $(STAMPS) node_modules ui/elements/dist .mypy_cache .ruff_cache .pytest_cache

@@ -11,8 +11,10 @@ from ui.pages import (
     agents,
     api_keys,
     crews,
+    flow_editor,
     flows,
     home,
+    inbox,
     invite,
     login,
     members,
@@ -21,6 +23,7 @@ from ui.pages import (
     signup,
     tasks,
     tools,
+    traces,
     workspaces,
 )
 from ui.tenant_page import Pages
@@ -47,6 +50,9 @@ def install_ui(services: Services) -> None:
     agents.register(pages)
     tasks.register(pages)
     flows.register(pages)
+    flow_editor.register(pages)
     runs.register(pages)
+    traces.register(pages)  # /runs/{id}/trace
+    inbox.register(pages)
     crews.register(pages)
     install_not_found(services)  # unknown addresses: the shell's not-found page

@@ -71,7 +71,7 @@ class CheckedForm(ModelForm[M]):
             return None
         return model
 
-    def show_problems(self, problems: Iterable[Problem]) -> None:
+    def show_problems(self, problems: Iterable[Problem], *, focus: bool = True) -> None:
         rest: list[Problem] = []
         for problem in problems:
             slot, below = self._slot_for(problem.field)
@@ -79,7 +79,7 @@ class CheckedForm(ModelForm[M]):
                 rest.append(problem)
             else:
                 slot.add(f"{describe(below)}: {problem.message}" if below else problem.message)
-        super().show_problems(rest)
+        super().show_problems(rest, focus=focus)
 
     def clear_problems(self) -> None:
         super().clear_problems()

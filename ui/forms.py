@@ -377,6 +377,13 @@ class ModelForm(Generic[M]):
             self._quiet -= 1
         self._changed()
 
+    def data(self) -> tuple[dict[str, Any], list[Problem]]:
+        """The values as the model would get them (JSON fields parsed, empty ones None), not validated, and
+        the problems found on the way (bad JSON): what an editor that stores as you type keeps."""
+        problems: list[Problem] = []
+        data = self._root.data(problems)
+        return (data if isinstance(data, dict) else {}), problems
+
     def validate(self) -> M | None:
         """The model made from the form, or None after showing every problem under its field."""
         self.clear_problems()
@@ -414,15 +421,16 @@ class ModelForm(Generic[M]):
             if self.submit_button is not None:
                 self.submit_button.enable()
 
-    def show_problems(self, problems: Iterable[Problem]) -> None:
-        """Show each problem under its field (dotted: `models.3`, `inputs.topic`); the rest in the form's box."""
+    def show_problems(self, problems: Iterable[Problem], *, focus: bool = True) -> None:
+        """Show each problem under its field (dotted: `models.3`, `inputs.topic`); the rest in the form's box.
+        The first invalid control gets the focus unless `focus` is False (problems found while typing)."""
         self._ctx.errored.clear()
         for problem in problems:
             parts = [part for part in problem.field.split(".") if part]
             if not (parts and self._root.show(parts, problem.message)):
                 unnamed = problem.field in ("", "input")  # `problems_from` names a model-wide problem "input"
                 self._box.add(problem.message if unnamed else f"{problem.field}: {problem.message}")
-        if self._ctx.errored:
+        if self._ctx.errored and focus:
             with suppress(RuntimeError):  # no client (e.g. called outside a page)
                 self._ctx.errored[0].run_method("focus")
 

@@ -1,6 +1,6 @@
 """The shared page frame: header, left navigation, content column.
 
-Signed-in visitors get the navigation drawer (Flows first, then Runs, the CrewAI records,
+Signed-in visitors get the navigation drawer (Flows first, then Runs, the Inbox, the CrewAI records,
 Tools, Providers, and the workspace settings), with the page they are on highlighted and
 marked `aria-current="page"`. Signed-out pages (login, sign-up, home) get the header only.
 """
@@ -31,6 +31,7 @@ NAV_SECTIONS: list[tuple[str, list[NavItem]]] = [
         [
             NavItem("Flows", "/flows", "account_tree"),
             NavItem("Runs", "/runs", "play_circle"),
+            NavItem("Inbox", "/inbox", "inbox"),
             NavItem("Crews", "/crews", "groups"),
             NavItem("Agents", "/agents", "smart_toy"),
             NavItem("Tasks", "/tasks", "task_alt"),
@@ -87,19 +88,21 @@ def _navigation(active: str | None) -> None:
 
 
 @contextmanager
-def frame(title: str, *, active: str | None = None) -> Iterator[ui.label]:
+def frame(title: str, *, active: str | None = None, full_screen: bool = False) -> Iterator[ui.label]:
     """Lay out a page and yield its heading (pages may change its text, e.g. to a record's name).
 
     The navigation is shown to signed-in visitors only (the pages behind it need a session);
     whether someone is signed in comes from the page's own session check (`ui.session`).
     `active` is the navigation entry to highlight; by default the one the URL belongs to.
+    A `full_screen` page (the flow editor) gets the whole window below the header: the
+    navigation starts hidden (the menu button shows it) and the heading sits in the header.
     """
     ui.page_title(f"{title} · CrewCanvas")
     dark = apply_theme()
     signed_in = app.storage.client.get(STATE_KEY) is not None
     drawer = None
     if signed_in:
-        with ui.left_drawer(value=True, bordered=True).props("width=232 breakpoint=800") as drawer:
+        with ui.left_drawer(value=not full_screen, bordered=True).props("width=232 breakpoint=800") as drawer:
             drawer.props('aria-label="Navigation" data-testid="nav-drawer"')
             _navigation(active or nav_match(current_path()))
     with ui.header().classes("items-center justify-between bg-slate-900 text-white"):
@@ -111,13 +114,19 @@ def frame(title: str, *, active: str | None = None) -> Iterator[ui.label]:
             ui.link("CrewCanvas", "/").classes("text-white text-lg font-semibold no-underline").props(
                 'aria-label="CrewCanvas home"'
             ).style("color: white")
+            if full_screen:
+                heading = _heading(title).classes("text-lg pl-2")
         with ui.row().classes("items-center gap-2"):
             appearance_menu(dark)
             account_bar()
+    if full_screen:
+        ui.query(".nicegui-content").classes("p-0")
+        with ui.element("main").classes("w-full p-0 flex flex-col").style("height: calc(100vh - 50px)"):
+            yield heading
+        return
     with ui.element("main").classes("w-full max-w-5xl mx-auto p-4 flex flex-col gap-4"):
-        heading = (
-            ui.label(title)
-            .classes("text-2xl font-semibold")
-            .props('role=heading aria-level=1 data-testid="page-title"')
-        )
-        yield heading
+        yield _heading(title).classes("text-2xl")
+
+
+def _heading(title: str) -> ui.label:
+    return ui.label(title).classes("font-semibold").props('role=heading aria-level=1 data-testid="page-title"')

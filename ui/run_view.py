@@ -22,6 +22,7 @@ from nicegui import background_tasks, ui
 from core.context import Role, TenantContext
 from core.executions import TERMINAL_STATUSES, EventRecord, ExecutionRecord, NodeRunRecord
 from executor.watching import is_final
+from ui.human_answer import HumanAnswer
 from ui.tenant_page import PageView, notify_errors
 
 STATUS_COLORS: dict[str, str] = {
@@ -226,8 +227,9 @@ class RunView:
             f"Started {when(record.started_at)} · finished {when(record.finished_at)} · "
             f"took {duration(record.started_at, record.finished_at)}"
         ).classes("text-sm text-slate-600")
-        if self.page.can_edit:
-            with ui.row().classes("gap-2"):
+        with ui.row().classes("gap-2 items-center"):
+            tag(ui.link("Trace", f"/runs/{record.id}/trace"), "run-trace").props["aria-label"] = "Trace of this run"
+            if self.page.can_edit:
                 if record.status not in TERMINAL_STATUSES:
                     tag(
                         ui.button("Cancel run", color="negative", on_click=self.page.action(self._cancel, Role.EDITOR)),
@@ -261,35 +263,11 @@ class RunView:
                 continue
             with tag(ui.card().classes("w-full gap-2"), f"waiting-{run.node_id}"):
                 if waiting.get("reason") == "human":
-                    ui.label(f"Node {run.node_id} asks: {waiting.get('prompt', '')}").classes("font-semibold")
-                    ui.code(pretty(waiting.get("proposal")), language="json").classes("w-full")
-                    if self.page.can_edit:
-                        self._answer_controls(run.node_id, list(waiting.get("actions") or ()))
-                    else:
-                        ui.label("An editor of this workspace can approve or reject it.").classes("text-slate-600")
+                    HumanAnswer(self.page, record.id, run, on_answered=self._draw)
                 else:
                     ui.label(f"Paused before node {run.node_id} (a breakpoint).").classes("font-semibold")
                     if self.page.can_edit:
                         tag(ui.button("Resume", on_click=self.page.action(self._resume, Role.EDITOR)), "run-resume")
-
-    def _answer_controls(self, node_id: str, actions: list[str]) -> None:
-        reason = tag(ui.input("Reason (for a rejection)").classes("w-full"), f"reject-reason-{node_id}")
-
-        async def respond(ctx: TenantContext, action: str) -> None:
-            answered = await self.services.executions.pauses.respond(
-                ctx, self.record.id, node_id, action, reason=reason.value or ""
-            )
-            self._draw(answered)
-
-        with ui.row().classes("gap-2"):
-            if "approve" in actions:
-                on_approve = self.page.action(lambda c: respond(c, "approve"), Role.EDITOR)
-                tag(ui.button("Approve", color="positive", on_click=on_approve), f"approve-{node_id}")
-            if "reject" in actions:
-                on_reject = self.page.action(lambda c: respond(c, "reject"), Role.EDITOR)
-                tag(ui.button("Reject", color="negative", on_click=on_reject), f"reject-{node_id}")
-        if "edit" in actions:
-            ui.label("Replacing the value (edit) is done through the API for now.").classes("text-sm text-slate-600")
 
     def _log_line(self, event: EventRecord) -> None:
         data = "" if not event.data else json.dumps(event.data, ensure_ascii=False, default=str)

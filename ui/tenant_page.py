@@ -135,9 +135,10 @@ class Pages:
         self.services = services
 
     def tenant_page(
-        self, path: str, role: Role = Role.VIEWER, *, title: str
+        self, path: str, role: Role = Role.VIEWER, *, title: str, full_screen: bool = False
     ) -> Callable[[Callable[..., Awaitable[None]]], Callable[..., Awaitable[Response | None]]]:
-        """Register `build(page, **path_params)` as the page at `path`, open from `role` upwards."""
+        """Register `build(page, **path_params)` as the page at `path`, open from `role` upwards
+        (`full_screen`: the whole window below the header, as the flow editor wants)."""
         services = self.services
 
         def register(build: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[Response | None]]:
@@ -150,12 +151,12 @@ class Pages:
                 if state.context is None:
                     return RedirectResponse(NO_WORKSPACE, status_code=303)
                 ctx = state.context
-                with frame(title) as heading:
+                with frame(title, full_screen=full_screen) as heading:
                     if ctx.role.rank < role.rank:
                         _set_status(403)
                         forbidden_content(ctx.role, role)
                         return None
-                    content = ui.column().classes("w-full gap-4 p-0")
+                    content = ui.column().classes("w-full gap-4 p-0" + (" h-full flex-nowrap" if full_screen else ""))
                     with content:
                         try:
                             await build(PageView(services, ctx, heading), **kwargs)

@@ -13,6 +13,7 @@ from core.auth.identity import Identity, build_identity
 from core.chat import ChatStore
 from core.crews import CrewRecords
 from core.executions import ExecutionStore
+from core.flow_drafts import DraftStore
 from core.flow_store import FlowStore
 from core.instances import InstanceRegistry
 from core.journal import Journal
@@ -27,6 +28,7 @@ from db.database import Database, private_dir
 from db.migrate import migrate_all
 from executor.catalog import CatalogSource
 from executor.chat import ChatService
+from executor.drafts import DraftService
 from executor.flows import FlowService
 from executor.registry import Registry, load_registry
 from executor.service import ExecutionService
@@ -51,6 +53,7 @@ class Services:
     journal: Journal
     instances: InstanceRegistry
     flows: FlowService
+    drafts: DraftService
     executions: ExecutionService
     chat: ChatService
     described: dict[str, str] = field(default_factory=dict)
@@ -133,6 +136,7 @@ def build_services(settings: AppSettings) -> Services:
     async def tenant_ids() -> dict[str, uuid.UUID]:
         return {tenant.slug: tenant.id for tenant in await tenants.list()}
 
+    flows = FlowService(flow_store, registry, catalog)
     executions = ExecutionService(
         flows=flow_store,
         store=ExecutionStore(db),
@@ -164,7 +168,8 @@ def build_services(settings: AppSettings) -> Services:
         registry=registry,
         journal=journal,
         instances=instances,
-        flows=FlowService(flow_store, registry, catalog),
+        flows=flows,
+        drafts=DraftService(flows, DraftStore(db)),
         executions=executions,
         chat=ChatService(ChatStore(db), executions, crews),
         described=Backends.describe(settings),

@@ -140,6 +140,21 @@ class FlowVersion(IdMixin, TenantBase):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class FlowDraft(TenantBase):
+    """The editor's unsaved state of a flow: one per flow, changed by operations, saved as a new version."""
+
+    __tablename__ = "flow_drafts"
+
+    flow_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("flows.id", ondelete="CASCADE"), primary_key=True)
+    document: Mapped[JsonDict] = mapped_column(JSON)
+    # The version the draft started from: saving it is refused when someone saved a newer one since.
+    base_version: Mapped[int] = mapped_column(Integer)
+    # 1 when first stored, +1 per change: a change names the revision it was made on (optimistic concurrency).
+    revision: Mapped[int] = mapped_column(Integer)
+    updated_by: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class Execution(IdMixin, TimestampMixin, TenantBase):
     """One run of a flow version."""
 

@@ -26,6 +26,7 @@ SIGNED_OUT_PAGES = ["/", "/login", "/signup", "/no/such/page"]
 WORKSPACE_PAGES = [
     "/flows",
     "/runs",
+    "/inbox",
     "/crews",
     "/crews/new",
     "/agents",

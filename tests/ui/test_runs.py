@@ -115,7 +115,7 @@ async def test_a_waiting_run_is_approved_on_its_page_and_followed_to_the_end(use
     await user.should_see("Node review asks: Publish the plan?")
     await user.should_see(marker="run-live")
     await user.should_see("execution_waiting")  # the stored part of the event log
-    user.find(marker="approve-review").click()
+    user.find(marker="answer-review-approve").click()
     await user.should_see(kind=ui.badge, marker="run-status", content="completed", retries=SLOW)
     await user.should_see(kind=ui.badge, marker="node-status-out", content="completed", retries=SLOW)
     outputs = element(user, "run-outputs")
@@ -189,7 +189,7 @@ async def test_a_viewer_watches_runs_without_controls(user: User, ui_services: S
     await user.open(f"/runs/{execution_id}")
     await user.should_see("Node review asks: Publish the plan?")
     await user.should_see("An editor of this workspace can approve or reject it.")
-    for hidden in ("run-cancel", "run-retry", "approve-review", "reject-review"):
+    for hidden in ("run-cancel", "run-retry", "answer-review-approve", "answer-review-reject"):
         await user.should_not_see(marker=hidden, retries=1)
 
 

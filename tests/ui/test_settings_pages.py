@@ -173,7 +173,7 @@ async def test_home_shows_the_quick_links_of_the_navigation_to_a_signed_in_user(
     assert {"backends", "status"} <= shown
     links = [e for e in user.find(ui.link).elements if str(e.props.get("data-testid", "")).startswith("quick-")]
     labels = [link.text for link in sorted(links, key=lambda link: link.id)]
-    assert labels[:3] == ["Flows", "Runs", "Crews"]
+    assert labels[:4] == ["Flows", "Runs", "Inbox", "Crews"]
     assert labels[-4:] == ["Members", "API keys", "Workspaces", "API reference"]
 
 

@@ -3,41 +3,32 @@
 `/flows` lists the flows (search, import a flow file, export as a flow file or as CrewAI's
 `crewai.flow/v1`, delete). `/flows/{id}` edits the name and description, lists the versions
 (view a document, restore one as the newest), starts a run with a form made from the flow's
-declared inputs, and lists its recent runs. The graph itself is not edited on these pages:
+declared inputs, and shows its run history (`ui.flow_history`). The graph itself is not edited on these pages:
 a version's document is shown read-only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from nicegui import ui
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.context import Role, TenantContext
 from core.errors import InvalidInput, Problem
 from core.flow_store import FlowRecord
 from core.text import Name, Text
-from executor.document import FlowInputSpec, parse_document
+from executor.document import parse_document
 from executor.errors import FlowInvalid, FlowProblem
 from ui.dialogs import confirm
 from ui.flow_files import crewai_export_dialog, download_flow, import_dialog
+from ui.flow_history import FlowHistory
 from ui.forms import FieldOptions, ModelForm
-from ui.run_view import pretty, run_rows, tag, when
+from ui.run_inputs import input_values, inputs_form
+from ui.run_view import pretty, tag, when
 from ui.session import current_context
 from ui.tenant_page import Pages, PageView, record_id
 from wiring.services import Services
-
-RECENT_RUNS = 10
-_INPUT_TYPES: dict[str, Any] = {
-    "string": str,
-    "number": float,
-    "integer": int,
-    "boolean": bool,
-    "object": dict[str, Any],
-    "array": list[Any],
-}
 
 
 class FlowDetails(BaseModel):
@@ -47,26 +38,6 @@ class FlowDetails(BaseModel):
 
     name: Name = Field(description="What the flow is called in lists and in runs.")
     description: Text = Field(default="", description="What it does, for the people who run it.")
-
-
-def inputs_model(specs: list[FlowInputSpec]) -> type[BaseModel]:
-    """A pydantic model of a flow's declared inputs: names, types, required, defaults and descriptions.
-
-    Fields are named `f0`, `f1`, ... with the input's name as alias, so an input may be called
-    anything a template allows (`json`, `_x`) without clashing with pydantic's own attributes."""
-    fields: dict[str, Any] = {}
-    for index, spec in enumerate(specs):
-        kind = _INPUT_TYPES[spec.type]
-        about = spec.description or None
-        if spec.required and spec.default is None:
-            fields[f"f{index}"] = (kind, Field(..., alias=spec.name, description=about))
-        elif spec.required:
-            fields[f"f{index}"] = (kind, Field(default=spec.default, alias=spec.name, description=about))
-        else:
-            fields[f"f{index}"] = (kind | None, Field(default=spec.default, alias=spec.name, description=about))
-    config = ConfigDict(extra="forbid", populate_by_name=True)
-    model: type[BaseModel] = create_model("RunInputs", __config__=config, **fields)
-    return model
 
 
 def _problem_lines(problems: list[FlowProblem]) -> list[str]:
@@ -91,7 +62,7 @@ def register(pages: Pages) -> None:
 
     @pages.tenant_page("/flows/{flow_id}", Role.VIEWER, title="Flow")
     async def flow_page(page: PageView, flow_id: str) -> None:
-        """One flow: details, versions, a run form from its inputs, and its recent runs."""
+        """One flow: details, versions, a run form from its inputs, and its run history."""
         flow = await services.flows.get(page.ctx, record_id(flow_id))
         page.heading.set_text(flow.name)
         await FlowPage(page, flow).draw()
@@ -113,7 +84,8 @@ class FlowList:
             self.search.classes("flex-1")
             if page.can_edit:
                 opener = page.action(lambda ctx: import_dialog(self.page, on_done=self.reload), Role.EDITOR)
-                tag(ui.button("Import flow", icon="upload_file", on_click=opener), "flows-import")
+                tag(ui.button("Import flow", icon="upload_file", on_click=opener).props("outline"), "flows-import")
+                tag(ui.button("New flow", icon="add", on_click=lambda: new_flow_dialog(self.page)), "flows-new")
         self.body = ui.column().classes("w-full gap-2")
         self.draw()
 
@@ -141,7 +113,7 @@ class FlowList:
             ui.icon("account_tree", size="3rem").classes("text-primary")
             ui.label("No flows in this workspace yet.").classes("text-lg")
             if self.page.can_edit:
-                ui.label("Import a flow file (Import flow, above), such as one exported from another workspace.")
+                ui.label("Start one with New flow above, or import a flow file exported from another workspace.")
             else:
                 ui.label("An editor of this workspace can import one.")
             ui.label("Programs can create flows too: POST /api/flows (see /api/docs).").classes("text-slate-600")
@@ -157,8 +129,40 @@ class FlowList:
                 flow_actions(self.page, flow, after_delete=self.reload)
 
 
+def new_flow_dialog(page: PageView) -> None:
+    """Ask for a name, create the flow (an input and an output node) and open it in the editor."""
+
+    async def create(details: BaseModel) -> None:
+        assert isinstance(details, FlowDetails)
+        ctx = await page.fresh(Role.EDITOR)
+        if ctx is None:
+            return
+        saved = await page.services.flows.create(ctx, details.name, details.description)
+        dialog.close()
+        ui.navigate.to(f"/flows/{saved.version.flow_id}/edit")
+
+    with ui.dialog() as dialog, ui.card().classes("w-[28rem]"):
+        ui.label("New flow").classes("text-lg font-semibold")
+        ModelForm(
+            FlowDetails,
+            on_submit=create,
+            submit_label="Create and open",
+            fields={"description": FieldOptions(widget="textarea")},
+            testid="new-flow",
+        )
+        ui.button("Cancel", on_click=dialog.close).props("flat")
+    dialog.open()
+
+
 def flow_actions(page: PageView, flow: FlowRecord, *, after_delete: Callable[[], Awaitable[None]]) -> None:
-    """Export, export as CrewAI and (editors) delete, for one flow."""
+    """Open in the editor, export, export as CrewAI and (editors) delete, for one flow."""
+    verb = "Edit" if page.can_edit else "Open"
+    tag(
+        ui.button(verb, icon="draw", on_click=lambda: ui.navigate.to(f"/flows/{flow.id}/edit"))
+        .props("flat dense no-caps")
+        .props(f'aria-label="{verb} {flow.name} in the editor"'),
+        f"flow-edit-{flow.id}",
+    )
 
     async def delete(ctx: TenantContext) -> None:
         if not await confirm(
@@ -220,13 +224,9 @@ class FlowPage:
         await self._draw_run()
         await self._draw_versions()
         with ui.card().classes("w-full"):
-            ui.label("Recent runs").classes("text-lg font-semibold")
-            recent = await self.services.executions.list(page.ctx, flow_id=flow.id, limit=RECENT_RUNS)
-            if recent.items:
-                run_rows(recent.items, {flow.id: flow.name}, test="flow-runs")
-                tag(ui.link("Every run of the workspace", "/runs"), "flow-all-runs")
-            else:
-                tag(ui.label("No runs yet."), "flow-no-runs").classes("text-slate-600")
+            ui.label("History").classes("text-lg font-semibold")
+            await FlowHistory(page, flow.id).show(page.ctx)
+            tag(ui.link("Every run of the workspace", "/runs"), "flow-all-runs")
 
     async def _rename(self, details: BaseModel) -> None:
         assert isinstance(details, FlowDetails)
@@ -260,19 +260,14 @@ class FlowPage:
                 return
             if not document.inputs:
                 ui.label("This flow takes no inputs.").classes("text-slate-600")
-            model = inputs_model(document.inputs)
-            wide = {
-                spec.name: FieldOptions(widget="json") for spec in document.inputs if spec.type in ("object", "array")
-            }
             self.run_errors = ui.column().classes("w-full")
-            ModelForm(model, on_submit=self._run, submit_label="Run", fields=wide, testid="run")
+            inputs_form(document.inputs, on_submit=self._run)
 
     async def _run(self, values: BaseModel) -> None:
         ctx = await current_context(self.services, Role.EDITOR)
         if ctx is None:
             return
-        # Left-out optional inputs take the flow's default; nested nulls stay as given.
-        inputs = {k: v for k, v in values.model_dump(mode="json", by_alias=True).items() if v is not None}
+        inputs = input_values(values)
         self.run_errors.clear()
         try:
             execution = await self.services.executions.start_run(ctx, self.flow.id, inputs)
