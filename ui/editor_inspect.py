@@ -16,10 +16,11 @@ from nicegui import ui
 
 from core.context import Role
 from core.executions import NodeRunRecord
+from ui.code_blocks import json_block
 from ui.editor_run import CanvasRun
 from ui.editor_session import EditorSession
 from ui.records import tag
-from ui.run_view import duration, pretty, status_badge
+from ui.run_view import duration, status_badge
 from ui.tenant_page import PageView
 
 Pin = Callable[[str, Any], Awaitable[None]]
@@ -39,7 +40,7 @@ def draw_node_run(page: PageView, session: EditorSession, run: CanvasRun, node_i
             _record(page, run, record, node_id, pin)
         if pinned is not None:
             ui.label("Pinned output (used instead of running this node)").classes("font-semibold text-sm")
-            tag(ui.code(pretty(pinned), language="json").classes("w-full text-xs"), "node-run-pinned")
+            tag(json_block(pinned, label="pinned output").classes("w-full text-xs"), "node-run-pinned")
             if page.can_edit:
                 tag(
                     ui.button("Unpin", icon="push_pin", on_click=lambda: pin(node_id, None)).props(
@@ -66,10 +67,10 @@ def _record(page: PageView, run: CanvasRun, record: NodeRunRecord, node_id: str,
     if streamed and record.status in {"running", "retrying"}:
         tag(ui.label(streamed[-1500:]).classes("w-full text-sm whitespace-pre-wrap"), "node-run-stream")
     with ui.expansion("Inputs", icon="input").classes("w-full").props("dense"):
-        tag(ui.code(pretty(record.inputs), language="json").classes("w-full text-xs"), "node-run-inputs")
+        tag(json_block(record.inputs, label="inputs").classes("w-full text-xs"), "node-run-inputs")
     if record.status == "completed":
         ui.label("Output").classes("text-sm font-medium")
-        tag(ui.code(pretty(record.output), language="json").classes("w-full text-xs"), "node-run-output")
+        tag(json_block(record.output, label="output").classes("w-full text-xs"), "node-run-output")
     if not page.can_edit:
         return
     with ui.row().classes("gap-1"):

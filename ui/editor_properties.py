@@ -83,8 +83,8 @@ class Properties:
         self.node_id: str | None = None
         self.selection: list[str] = []
         self.form: ModelForm[Any] | None = None
-        self._pending: asyncio.Task[None] | None = None
-        self._target: tuple[str | None, ModelForm[Any] | None] = (None, None)
+        # Per form (by id): the wait before its typed values are stored, for which node.
+        self._pending: dict[int, tuple[asyncio.Task[None], str | None, ModelForm[Any]]] = {}
         # Per form (by id): the draft's data it was filled from, and its values right after filling.
         self._shown: dict[int, dict[str, Any]] = {}
         self._baseline: dict[int, dict[str, Any]] = {}
@@ -98,6 +98,9 @@ class Properties:
     # -- switching -------------------------------------------------------------------------------
 
     def show(self, node_id: str | None, selection: list[str] | None = None) -> None:
+        wanted = list(selection or ([node_id] if node_id else []))
+        if self.form is not None and node_id == self.node_id and wanted == self.selection:
+            return  # already shown (a click sends both node_click and selection): keep the form and its typing
         self.run_box = None
         self.node_id = node_id if node_id is not None and self.session.node(node_id) is not None else None
         self.selection = list(selection or ([node_id] if node_id else []))
@@ -151,11 +154,12 @@ class Properties:
                 self.inspect(self.node_id)
 
     async def flush(self) -> None:
-        """Store what was typed and is not stored yet (before saving the draft as a version)."""
-        pending, self._pending = self._pending, None
-        if pending is not None and not pending.done():
-            pending.cancel()
-            await self._store(*self._target)
+        """Store what was typed and is not stored yet (before saving the draft or running it)."""
+        pending, self._pending = self._pending, {}
+        for task, node_id, form in pending.values():
+            if not task.done():
+                task.cancel()
+                await self._store(node_id, form)
 
     # -- the panel's kinds -------------------------------------------------------------------------
 
@@ -172,7 +176,7 @@ class Properties:
             ui.icon(node_type.meta.icon, size="1.5rem").classes("text-primary")
             with ui.column().classes("gap-0"):
                 tag(ui.label(node_type.meta.label).classes("font-semibold"), "properties-type")
-                ui.label(f"id: {node_id}").classes("text-xs text-slate-600")
+                tag(ui.label(f"id: {node_id}").classes("text-xs text-slate-600"), "properties-id")
         ui.label(node_type.meta.help).classes("text-sm text-slate-600")
         self.run_box = ui.column().classes("w-full gap-2")
         self.redraw_run()
@@ -247,17 +251,20 @@ class Properties:
     # -- storing ---------------------------------------------------------------------------------
 
     def _settle(self) -> None:
-        """Store the form's values once typing pauses (each change restarts the wait)."""
-        if not self.page.can_edit:
+        """Store the form's values once typing pauses (each change restarts that form's wait; a form left for
+        another node still stores what was typed into it)."""
+        if not self.page.can_edit or self.form is None:
             return
-        if self._pending is not None:
-            self._pending.cancel()
-        node_id, form = self._target = self.node_id, self.form
-        self._pending = background_tasks.create(self._settled(node_id, form), name="store node properties")
+        form, node_id = self.form, self.node_id
+        earlier = self._pending.pop(id(form), None)
+        if earlier is not None:
+            earlier[0].cancel()
+        task = background_tasks.create(self._settled(node_id, form), name="store node properties")
+        self._pending[id(form)] = (task, node_id, form)
 
-    async def _settled(self, node_id: str | None, form: ModelForm[Any] | None) -> None:
+    async def _settled(self, node_id: str | None, form: ModelForm[Any]) -> None:
         await asyncio.sleep(SETTLE_S)
-        self._pending = None
+        self._pending.pop(id(form), None)
         with self.element:
             await self._store(node_id, form)
 

@@ -30,13 +30,14 @@ from core.flow_store import FlowRecord
 from executor.document import parse_document
 from executor.errors import FlowInvalid
 from executor.reuse import RunOptions
+from ui.code_blocks import json_block
 from ui.editor_session import EditorSession
 from ui.elements.flow_canvas import FlowCanvas
 from ui.human_answer import HumanAnswer, question_of
 from ui.records import tag
 from ui.run_inputs import input_values, inputs_form
 from ui.run_states import RunStates
-from ui.run_view import pretty, status_badge
+from ui.run_view import status_badge
 from ui.tenant_page import REPORTED, PageView
 
 #: Lines the pane's event log keeps (the run page and the API have every event).
@@ -120,7 +121,7 @@ class CanvasRun:
                     HumanAnswer(self.page, record.id, run, on_answered=self._answered)
             if record.status == "completed":
                 ui.label("Outputs").classes("font-semibold")
-                tag(ui.code(pretty(record.outputs), language="json").classes("w-full text-xs"), "run-pane-outputs")
+                tag(json_block(record.outputs, label="outputs").classes("w-full text-xs"), "run-pane-outputs")
 
     def _answered(self, record: ExecutionRecord) -> None:
         """A person answered a waiting node here: the run goes on, followed again from where it paused."""

@@ -24,6 +24,7 @@ from core.errors import CoreError, InvalidInput
 from core.flow_store import FlowRecord
 from executor.crewai.declarative import DeclarativeExport, export_saved_flow
 from executor.errors import ExecutorError, FlowInvalid
+from ui.code_blocks import code_block
 from ui.run_view import tag
 from ui.tenant_page import PageView
 from wiring.services import Services
@@ -151,7 +152,10 @@ def _show_export(flow: FlowRecord, exported: DeclarativeExport, body: ui.column,
     body.clear()
     with body:
         _unmapped(exported)
-        tag(ui.code(text, language="yaml").classes("w-full max-h-96 overflow-auto"), "crewai-document")
+        tag(
+            code_block(text, label="CrewAI flow", language="yaml").classes("w-full max-h-96 overflow-auto"),
+            "crewai-document",
+        )
         if exported.files:
             names = ", ".join(sorted(exported.files))
             ui.label(f"Its tools come as Python modules ({names}): the .zip holds them with the flow.").classes(

@@ -32,6 +32,7 @@ from nicegui import ui
 from core.context import Role, TenantContext
 from core.errors import Conflict
 from core.executions import ExecutionRecord, NodeRunRecord
+from ui.code_blocks import code_block
 from ui.records import tag
 from ui.tenant_page import PageView
 
@@ -122,8 +123,7 @@ class HumanAnswer:
         if isinstance(proposal, str):
             tag(ui.label(proposal or "(empty text)"), f"{self.testid}-value").classes(VALUE_BOX)
         else:
-            code = ui.code(as_json(proposal), language="json").classes("w-full max-h-64 overflow-auto")
-            code.copy_button.props('aria-label="Copy the value"')  # an icon alone names nothing for a reader
+            code = code_block(as_json(proposal), label="value").classes("w-full max-h-64 overflow-auto")
             tag(code, f"{self.testid}-value")
         if (deadline := deadline_text(question)) is not None:
             ui.label(deadline).classes("text-sm text-slate-600")

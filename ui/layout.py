@@ -119,9 +119,9 @@ def frame(title: str, *, active: str | None = None, full_screen: bool = False) -
         with ui.row().classes("items-center gap-2"):
             appearance_menu(dark)
             account_bar()
-    if full_screen:
-        ui.query(".nicegui-content").classes("p-0")
-        with ui.element("main").classes("w-full p-0 flex flex-col").style("height: calc(100vh - 50px)"):
+    if full_screen:  # the page's content fills the window below the header (`cc-full-screen` in ui.theme)
+        ui.query("body").classes("cc-full-screen")
+        with ui.element("main").classes("w-full h-full p-0 flex flex-col no-wrap"):
             yield heading
         return
     with ui.element("main").classes("w-full max-w-5xl mx-auto p-4 flex flex-col gap-4"):

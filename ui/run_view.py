@@ -15,13 +15,14 @@ import json
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from nicegui import background_tasks, ui
 
 from core.context import Role, TenantContext
 from core.executions import TERMINAL_STATUSES, EventRecord, ExecutionRecord, NodeRunRecord
 from executor.watching import is_final
+from ui.code_blocks import code_block, json_block, pretty
 from ui.human_answer import HumanAnswer
 from ui.tenant_page import PageView, notify_errors
 
@@ -97,10 +98,6 @@ def origin(record: ExecutionRecord) -> str:
     return "run"
 
 
-def pretty(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
-
-
 def run_rows(records: list[ExecutionRecord], flow_names: Mapping[uuid.UUID, str], *, test: str = "runs") -> None:
     """Runs as a list of links: status, flow and version, origin, start and duration."""
     with tag(ui.list().props("bordered separator").classes("w-full rounded-md"), test):
@@ -132,8 +129,8 @@ class NodeRow:
             self.live.classes("whitespace-pre-wrap text-sm font-mono")
             self.live.set_visibility(False)
             with tag(ui.expansion("Output and inputs").classes("w-full"), f"node-output-{run.node_id}"):
-                self.output = ui.code("", language="json").classes("w-full")
-                self.inputs = ui.code("", language="json").classes("w-full")
+                self.output = code_block("", label="output").classes("w-full")
+                self.inputs = code_block("", label="inputs").classes("w-full")
         self.render(run)
 
     def render(self, run: NodeRunRecord) -> None:
@@ -245,11 +242,11 @@ class RunView:
         with ui.row().classes("w-full gap-4 items-start"):
             with ui.column().classes("flex-1 min-w-[16rem] gap-1"):
                 ui.label("Inputs").classes("font-semibold")
-                tag(ui.code(pretty(record.inputs), language="json").classes("w-full"), "run-inputs")
+                tag(json_block(record.inputs, label="inputs").classes("w-full"), "run-inputs")
             with ui.column().classes("flex-1 min-w-[16rem] gap-1"):
                 ui.label("Outputs").classes("font-semibold")
                 if record.status == "completed" or record.outputs:
-                    tag(ui.code(pretty(record.outputs), language="json").classes("w-full"), "run-outputs")
+                    tag(json_block(record.outputs, label="outputs").classes("w-full"), "run-outputs")
                 else:
                     ui.label("Outputs appear here when the run completes.").classes("text-slate-600")
 

@@ -45,6 +45,11 @@ a.nicegui-link { color: var(--q-primary); }
 .body--dark .cc-nav .q-item.cc-current { background: rgba(165, 180, 252, 0.16); color: #e0e7ff; }
 .cc-field-help { color: #475569; }
 .body--dark .cc-field-help { color: #cbd5e1; }
+.cc-full-screen .q-page { display: flex; flex-direction: column; }
+.cc-full-screen .nicegui-content { flex: 1 1 0; min-height: 0; padding: 0; overflow: hidden; }
+.cc-palette-item:hover, .cc-palette-item:focus-visible { background: rgba(67, 56, 202, 0.08); }
+.body--dark .cc-palette-item:hover,
+.body--dark .cc-palette-item:focus-visible { background: rgba(165, 180, 252, 0.14); }
 """
 
 

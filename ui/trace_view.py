@@ -16,6 +16,7 @@ from typing import Any
 from nicegui import ui
 
 from core.executions import ExecutionRecord
+from ui.code_blocks import json_block
 from ui.records import tag
 from ui.run_view import STATUS_COLORS, pretty, status_badge, when
 from ui.tenant_page import PageView
@@ -231,9 +232,7 @@ class TraceView:
             if name == "flags" and not details.get(name):
                 continue
             ui.label(label).classes("font-semibold text-sm")
-            code = tag(ui.code(pretty(details.get(name)), language="json"), f"trace-details-{name}")
-            code.classes("w-full text-xs")
-            code.copy_button.props["aria-label"] = f"Copy the {label.lower()}"
+            tag(json_block(details.get(name), label=label.lower()), f"trace-details-{name}").classes("w-full text-xs")
 
     def _fields(self, details: dict[str, Any]) -> None:
         for name, label in _FIELDS.items():

@@ -237,3 +237,23 @@ async def test_opening_a_node_or_the_flow_panel_changes_nothing(user: User, ui_s
     draft = await ui_services.drafts.open(ctx, flow_id)
     assert draft.revision == 0
     await user.should_see("Version 1: no unsaved changes")
+
+
+async def test_what_was_typed_into_a_node_is_stored_after_switching_to_another_at_once(
+    user: User, ui_services: Services
+) -> None:
+    ctx, flow_id = await open_editor(user, ui_services)
+    user.find(marker="flow-canvas").trigger("node_click", {"id": "out"})
+    await user.should_see(marker="node-label")
+    user.find(marker="node-label").type("Shout")
+    user.find(marker="flow-canvas").trigger("node_click", {"id": "in"})  # well within the wait before storing
+    await user.should_see(marker="properties-type", content="Input")
+    user.find(marker="node-label").type("Start")
+    labels: dict[str, Any] = {}
+    for _ in range(30):
+        draft = await ui_services.drafts.open(ctx, flow_id)
+        labels = {n["id"]: n["data"].get("label") for n in draft.document["nodes"]}
+        if labels == {"in": "Start", "out": "Shout"}:
+            break
+        await asyncio.sleep(0.1)
+    assert labels == {"in": "Start", "out": "Shout"}

@@ -20,12 +20,13 @@ from core.flow_store import FlowRecord
 from core.text import Name, Text
 from executor.document import parse_document
 from executor.errors import FlowInvalid, FlowProblem
+from ui.code_blocks import json_block
 from ui.dialogs import confirm
 from ui.flow_files import crewai_export_dialog, download_flow, import_dialog
 from ui.flow_history import FlowHistory
 from ui.forms import FieldOptions, ModelForm
 from ui.run_inputs import input_values, inputs_form
-from ui.run_view import pretty, tag, when
+from ui.run_view import tag, when
 from ui.session import current_context
 from ui.tenant_page import Pages, PageView, record_id
 from wiring.services import Services
@@ -312,7 +313,7 @@ class FlowPage:
         version = await self.services.flows.version(ctx, self.flow.id, number)
         with ui.dialog() as dialog, ui.card().classes("w-full max-w-3xl"):
             ui.label(f"{self.flow.name} · version {number}").classes("text-lg font-semibold")
-            tag(ui.code(pretty(version.document), language="json").classes("w-full"), "version-document")
+            tag(json_block(version.document, label="version's document").classes("w-full"), "version-document")
             with ui.row().classes("w-full justify-end"):
                 tag(ui.button("Close", on_click=dialog.close).props("flat"), "version-close")
         dialog.on("hide", dialog.delete)

@@ -1,0 +1,30 @@
+"""Read-only code on a page (JSON of inputs and outputs, YAML exports), with a copy button that says what it copies.
+
+NiceGUI's `ui.code` has an icon-only copy button, which a screen reader announces as a bare
+"button" (axe: button-name): every block here names it after what it shows.
+
+    json_block(record.outputs, label="outputs").classes("w-full")
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from nicegui import ui
+
+
+def pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def code_block(text: str, *, label: str, language: str = "json") -> ui.code:
+    """`text` as a code block whose copy button is named "Copy the <label>"."""
+    code = ui.code(text, language=language)
+    code.copy_button.props["aria-label"] = f"Copy the {label}"
+    return code
+
+
+def json_block(value: Any, *, label: str) -> ui.code:
+    """`value` as indented JSON (see `code_block`)."""
+    return code_block(pretty(value), label=label)
