@@ -18,6 +18,7 @@ from typing import Any
 
 from nicegui import background_tasks, ui
 from pydantic import BaseModel, Field
+from pydantic_core import to_jsonable_python
 
 from core.context import Role, TenantContext
 from core.errors import Problem
@@ -25,7 +26,7 @@ from executor.document import MAX_INPUTS, FlowInputSpec
 from executor.errors import FlowProblem, UnknownNodeType
 from ui.editor_session import EditorSession
 from ui.forms import FieldOptions, ModelForm
-from ui.records import agent_choices, provider_choices, tag, tool_choices
+from ui.records import agent_choices, model_choices, provider_choices, provider_models, tag, tool_choices
 from ui.tenant_page import REPORTED, PageView
 
 #: Seconds after the last change before a form's values are stored.
@@ -46,6 +47,7 @@ class Pickers:
     """The workspace's saved things by id, for the node forms' selects."""
 
     choices: dict[str, dict[str, str]] = field(default_factory=dict)
+    models: dict[str, list[str]] = field(default_factory=dict)  # provider id -> its models
 
     @classmethod
     async def load(cls, page: PageView, ctx: TenantContext) -> Pickers:
@@ -53,6 +55,7 @@ class Pickers:
         crews = {str(c.id): c.name for c in await services.crews.list_crews(ctx)}
         flows = {str(f.id): f.name for f in await services.flows.list(ctx)}
         tools = await tool_choices(services, ctx)
+        models = await provider_models(services, ctx)
         return cls(
             {
                 "provider_id": await provider_choices(services, ctx),
@@ -61,11 +64,19 @@ class Pickers:
                 "agent_id": await agent_choices(services, ctx),
                 "crew_id": crews,
                 "flow_id": flows,
-            }
+            },
+            models,
         )
 
-    def options(self) -> dict[str, FieldOptions]:
-        return {name: FieldOptions(choices=choices) for name, choices in self.choices.items()}
+    def options(self, data: Mapping[str, Any]) -> dict[str, FieldOptions]:
+        """The pickers of a node's form; the models follow the provider the node's data names."""
+        options = {name: FieldOptions(choices=choices) for name, choices in self.choices.items()}
+        provider = data.get("provider_id")
+        options["model"] = FieldOptions(
+            choices=model_choices(self.models, str(provider) if provider else None),
+            help="The models of the chosen provider (every provider's when none is chosen).",
+        )
+        return options
 
 
 def field_of(problem: FlowProblem) -> str:
@@ -87,6 +98,7 @@ class Properties:
         self._pending: dict[int, tuple[asyncio.Task[None], str | None, ModelForm[Any]]] = {}
         # Per form (by id): the draft's data it was filled from, and its values right after filling.
         self._shown: dict[int, dict[str, Any]] = {}
+        self._provider: Any = None  # the provider the node form's model picker was built for
         self._baseline: dict[int, dict[str, Any]] = {}
         with ui.column().classes("w-full gap-3 p-3") as self.element:
             tag(self.element, "properties")
@@ -97,9 +109,9 @@ class Properties:
 
     # -- switching -------------------------------------------------------------------------------
 
-    def show(self, node_id: str | None, selection: list[str] | None = None) -> None:
+    def show(self, node_id: str | None, selection: list[str] | None = None, *, rebuild: bool = False) -> None:
         wanted = list(selection or ([node_id] if node_id else []))
-        if self.form is not None and node_id == self.node_id and wanted == self.selection:
+        if not rebuild and self.form is not None and node_id == self.node_id and wanted == self.selection:
             return  # already shown (a click sends both node_click and selection): keep the form and its typing
         self.run_box = None
         self.node_id = node_id if node_id is not None and self.session.node(node_id) is not None else None
@@ -122,6 +134,9 @@ class Properties:
             self.show(self.node_id, self.selection)
             return
         stored = self._stored(self.node_id)
+        if self.node_id is not None and stored.get("provider_id") != self._provider:
+            self.show(self.node_id, self.selection, rebuild=True)  # the model picker follows the provider
+            return
         if _differs(stored, self._shown.get(id(self.form), {})):  # changed elsewhere: undo, another tab
             self.form.set_values(stored)
             self._loaded(self.form, stored)
@@ -180,7 +195,8 @@ class Properties:
         ui.label(node_type.meta.help).classes("text-sm text-slate-600")
         self.run_box = ui.column().classes("w-full gap-2")
         self.redraw_run()
-        options = self.pickers.options()
+        options = self.pickers.options(node.get("data") or {})
+        self._provider = (node.get("data") or {}).get("provider_id")
         for name in TEMPLATE_FIELDS | CEL_FIELDS:
             options[name] = FieldOptions(after=self._references(node_id, cel=name in CEL_FIELDS))
         self.form = ModelForm(
@@ -283,7 +299,7 @@ class Properties:
         if node_id is not None:
             if self.session.node(node_id) is None:
                 return
-            operation: dict[str, Any] = {"op": "update", "node": node_id, "data": _compact(data)}
+            operation: dict[str, Any] = {"op": "update", "node": node_id, "data": _compact(data, form.model)}
             stored = operation["data"]
         else:
             operation = {"op": "inputs", "inputs": data.get("inputs") or []}
@@ -308,9 +324,20 @@ def _insert(element: ui.element, text: str) -> None:
     element.value = current + ("" if not current or current.endswith((" ", "\n")) else " ") + text  # type: ignore[attr-defined]
 
 
-def _compact(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The data without empty optional values, so a stored node stays as small as what was typed."""
-    return {key: value for key, value in data.items() if value is not None}
+def _compact(data: Mapping[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """The data without empty values and values equal to the model's defaults: a stored node holds what was
+    chosen, so its document (and a diff of two versions) stays as small as that."""
+    kept: dict[str, Any] = {}
+    for key, value in data.items():
+        spec = model.model_fields.get(key)
+        if value is None:
+            continue
+        if spec is not None and not spec.is_required():
+            default = to_jsonable_python(spec.get_default(call_default_factory=True))
+            if _normal(to_jsonable_python(value)) == _normal(default):
+                continue
+        kept[key] = value
+    return kept
 
 
 def _differs(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

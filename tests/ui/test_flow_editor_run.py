@@ -201,3 +201,32 @@ async def test_a_human_node_waits_on_the_canvas_and_is_approved_there(user: User
     user.find(marker="answer-ask-approve").click()
     await eventually(lambda: status(user, "out") == "completed")
     await user.should_see('"result": "tea"', retries=SLOW)
+
+
+async def test_the_model_picker_follows_the_nodes_provider(
+    user: User, ui_services: Services, llm_server: ScriptedLLMServer
+) -> None:
+    ctx, flow_id = await open_editor(user, ui_services, llm_server)
+    other = await ui_services.llm_stack.providers.create(
+        ctx,
+        ProviderInput.model_validate(
+            {"name": "other", "kind": "openai_compatible", "base_url": llm_server.base_url, "models": ["m2", "m3"]}
+        ),
+    )
+    await user.open(f"/flows/{flow_id}/edit")  # the pickers are read when the editor opens
+    user.find(marker="flow-canvas").trigger("node_click", {"id": "shout"})
+    await user.should_see(marker="node-model")
+
+    def offered() -> list[str]:
+        select = next(iter(user.find(marker="node-model").elements))
+        return sorted(str(option) for option in select.options)  # type: ignore[attr-defined]
+
+    assert offered() == ["m1"]
+    provider = next(iter(user.find(marker="node-provider_id").elements))
+    provider.value = str(other.id)  # type: ignore[attr-defined]
+    # The chosen model stays shown (it is what the node holds) beside the new provider's models.
+    await eventually(lambda: {"m2", "m3"} <= set(offered()))
+    draft = await ui_services.drafts.open(ctx, flow_id)
+    stored = next(n for n in draft.document["nodes"] if n["id"] == "shout")["data"]
+    # What was chosen is stored, not every default of the form.
+    assert stored == {"provider_id": str(other.id), "model": "m1", "prompt": "Shout {{ inputs.topic }}"}
