@@ -4,7 +4,7 @@ Shown above the node's form: its status in the run, the inputs it was given (tem
 resolved), its output or error, the text it streamed; *Run from here* (this node and what
 follows, reusing the run's earlier outputs), *Pin this output* (later runs use it instead of
 running the node, until unpinned; a pin is a change of the draft, so it is undoable) and,
-for a node waiting for a person, the question with its answers.
+for a node waiting for a person, the question with its answers (also in the run pane).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from core.executions import NodeRunRecord
 from ui.code_blocks import json_block
 from ui.editor_run import CanvasRun
 from ui.editor_session import EditorSession
+from ui.human_answer import HumanAnswer, question_of
 from ui.records import tag
 from ui.run_view import duration, status_badge
 from ui.tenant_page import PageView
@@ -59,6 +60,8 @@ def _record(page: PageView, run: CanvasRun, record: NodeRunRecord, node_id: str,
         tokens = record.prompt_tokens + record.completion_tokens
         if tokens:
             ui.label(f"{tokens} tokens").classes("text-xs text-slate-600")
+    if run.record is not None and question_of(record) is not None:
+        HumanAnswer(page, run.record.id, record, on_answered=run.answered)
     if record.error:
         tag(ui.label(record.error).props("role=alert"), "node-run-error").classes(
             "w-full p-2 rounded bg-red-100 text-red-900 text-sm whitespace-pre-wrap"

@@ -118,12 +118,12 @@ class CanvasRun:
                 )
             for run in record.node_runs if record.status == "waiting" else []:
                 if question_of(run) is not None:
-                    HumanAnswer(self.page, record.id, run, on_answered=self._answered)
+                    HumanAnswer(self.page, record.id, run, on_answered=self.answered)
             if record.status == "completed":
                 ui.label("Outputs").classes("font-semibold")
                 tag(json_block(record.outputs, label="outputs").classes("w-full text-xs"), "run-pane-outputs")
 
-    def _answered(self, record: ExecutionRecord) -> None:
+    def answered(self, record: ExecutionRecord) -> None:
         """A person answered a waiting node here: the run goes on, followed again from where it paused."""
         self._take_record(record)
         if record.status not in TERMINAL_STATUSES and (self._watch is None or self._watch.done()):

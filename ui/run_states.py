@@ -88,7 +88,7 @@ class RunStates:
             if event.type == "node_failed":
                 fields["detail"] = short(str(event.data.get("error") or "failed"))
         elif event.type == "node_waiting":
-            fields["detail"] = "waiting for you" if event.data.get("reason") == "human" else "paused"
+            fields["detail"] = waiting_detail(event.data)
         patches = {node_id: self._set(node_id, **fields)}
         return patches, self._edges_after(node_id, event.type, event.data.get("handles"))
 
@@ -135,6 +135,14 @@ class RunStates:
         return None
 
 
+def waiting_detail(waiting: Mapping[str, Any]) -> str:
+    """The line a waiting node shows: the question a person is asked, or that a breakpoint paused it."""
+    if waiting.get("reason") != "human":
+        return "paused at a breakpoint"
+    prompt = str(waiting.get("prompt") or "").strip()
+    return short(f"asks: {prompt}") if prompt else "waiting for you"
+
+
 def _state(status: str) -> dict[str, Any]:
     return {"status": status, "started_at": None, "ended_at": None, "detail": ""}
 
@@ -148,7 +156,7 @@ def _run_fields(run: NodeRunRecord) -> dict[str, Any]:
         detail = short(run.error)
     elif status == "waiting":
         waiting = run.flags.get("waiting")
-        detail = "waiting for you" if isinstance(waiting, dict) and waiting.get("reason") == "human" else "paused"
+        detail = waiting_detail(waiting if isinstance(waiting, Mapping) else {})
     return {
         "status": status,
         "started_at": epoch_ms(run.started_at),

@@ -198,6 +198,9 @@ async def test_a_human_node_waits_on_the_canvas_and_is_approved_there(user: User
     await run_with(user, "tea")
     await eventually(lambda: status(user, "ask") == "waiting")
     await user.should_see("Publish this?", retries=SLOW)
+    assert canvas(user)._nodes["ask"]["data"]["detail"] == "asks: Publish this?"
+    user.find(marker="flow-canvas").trigger("node_click", {"id": "ask"})  # the question is on the node too
+    await eventually(lambda: len(user.find(marker="answer-ask-approve").elements) == 2)
     user.find(marker="answer-ask-approve").click()
     await eventually(lambda: status(user, "out") == "completed")
     await user.should_see('"result": "tea"', retries=SLOW)
