@@ -110,7 +110,7 @@ $(STAMPS)/bench-venv: bench/requirements-peers.txt
 	@mkdir -p $(STAMPS) && touch $@
 
 # bench/_*.py are helpers the benches start themselves (in another venv), not benches.
-bench: deps services $(STAMPS)/bench-venv
+bench: deps jsbuild services $(STAMPS)/bench-venv
 	@for b in bench/[!_]*.py; do echo "==> $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:

@@ -4,9 +4,10 @@
 
 `/?nodes=N` draws `_ui_flow.flow(N)` in a 1000 x 520 box and frames it, as the editor does. The
 `bench-patches` button sends every node of the page `running`, then `completed`, one
-`FlowCanvas.patch_nodes` call every `PATCH_GAP_MS`, each stamped with `time.time()` just before the
-call; when the run is over the stamps are sent to the page as `window.__benchSent`
-(`[[node id, status, epoch ms], ...]`), so the browser can pair them with the times its DOM changed.
+`FlowCanvas.patch_nodes` call every `PATCH_GAP_MS` on a fixed timetable, each stamped with
+`time.time()` just before the call; when the run is over the stamps are sent to the page as
+`window.__benchSent` (`[[node id, status, epoch ms], ...]`), so the browser can pair them with the
+times its DOM changed.
 `ui.run` is called with main.py's page options (Tailwind, production Vue, reconnect timeout).
 """
 
@@ -35,15 +36,16 @@ def health() -> dict[str, str]:
 
 async def send_run(canvas: FlowCanvas, node_ids: list[str]) -> None:
     """Each node running, then completed, as the engine's events would come; then the send times to the page."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
     sent: list[tuple[str, str, float]] = []
-    import os
-    await asyncio.sleep(float(os.environ.get("DBG_DELAY", "0")))
-    for node_id in node_ids:
-        for status in STATUSES:
-            now_ms = time.time() * 1000
-            canvas.patch_nodes({node_id: run_patch(status, now_ms)})
-            sent.append((node_id, status, now_ms))
-            await asyncio.sleep(PATCH_GAP_MS / 1000)
+    steps = [(node_id, status) for node_id in node_ids for status in STATUSES]
+    for step, (node_id, status) in enumerate(steps):
+        # A fixed timetable, as the bare page keeps: the rate does not depend on how fast anything else is.
+        await asyncio.sleep(max(0.0, start + step * PATCH_GAP_MS / 1000 - loop.time()))
+        now_ms = time.time() * 1000
+        canvas.patch_nodes({node_id: run_patch(status, now_ms)})
+        sent.append((node_id, status, now_ms))
     canvas.client.run_javascript(f"window.__benchSent = {json.dumps(sent)}")
 
 
@@ -61,20 +63,6 @@ def canvas_page(nodes: int = 100) -> None:
 
 
 if __name__ in {"__main__", "__mp_main__"}:
-    import os
-    if os.environ.get("DBG_EMIT"):
-        from nicegui import outbox as _ob
-        EMITS = []
-        _orig = _ob.Outbox._emit
-        async def _emit(self, message):
-            t0 = time.time() * 1000
-            await _orig(self, message)
-            if message[1] == "run_javascript" and "runMethod" in message[2].get("code", ""):
-                EMITS.append((t0, time.time() * 1000))
-        _ob.Outbox._emit = _emit
-        @app.get("/emits")
-        def emits():
-            return EMITS
     ui.run(
         host="127.0.0.1",
         port=int(sys.argv[1]),
@@ -84,5 +72,4 @@ if __name__ in {"__main__", "__mp_main__"}:
         show=False,
         reconnect_timeout=10,
         uvicorn_logging_level="warning",
-        tailwind=not os.environ.get("DBG_NOTW"),
     )

@@ -17,14 +17,14 @@
     if (!root) return false;
     const nodes = root.querySelectorAll(".vue-flow__node");
     if (nodes.length < expected) return false;
+    for (const node of nodes) if (node.style.visibility === "hidden") return false;
+    // Only now the boxes: reading them lays the page out, which this frame is about to do anyway.
     const box = root.getBoundingClientRect();
-    let drawn = 0;
     for (const node of nodes) {
-      if (node.style.visibility === "hidden") continue;
       const r = node.getBoundingClientRect();
-      if (r.right > box.left && r.left < box.right && r.bottom > box.top && r.top < box.bottom) drawn++;
+      if (r.right <= box.left || r.left >= box.right || r.bottom <= box.top || r.top >= box.bottom) return false;
     }
-    return drawn >= expected;
+    return true;
   }
   function poll() {
     if (expected > 0 && allDrawn()) requestAnimationFrame(() => (bench.ready = performance.now()));

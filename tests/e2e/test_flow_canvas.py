@@ -271,8 +271,12 @@ def test_patching_a_node_to_running_shows_a_spinner_and_a_live_clock(canvas_app:
     expect(page.get_by_test_id("canvas-spinner-b")).to_be_visible()
     expect(page.get_by_test_id("canvas-status-b")).to_contain_text("1s", timeout=5_000)
     expect(page.get_by_test_id("canvas-node-a")).to_have_attribute("data-status", "completed")  # untouched
+    expect(page.get_by_test_id("canvas-spinner-a")).to_be_hidden()  # a done node shows its icon instead
     page.get_by_test_id("flow-a-b").click()
-    expect(page.locator(".vue-flow__edge.animated.cc-edge--flowing")).to_have_count(1)
+    # A flowing edge is drawn dashed and moving (through its path's style: no class changes, see the JS).
+    flowing = page.locator(".vue-flow__edge-path[style*='dashdraw']")
+    expect(flowing).to_have_count(1)
+    assert flowing.evaluate("path => getComputedStyle(path).animationName") == "dashdraw"
 
 
 def test_a_read_only_canvas_refuses_dragging_and_dropping(canvas_app: CanvasApp, page: Page) -> None:

@@ -75,9 +75,18 @@ function toFlowNode(node) {
 }
 
 function edgeClass(edge) {
-  return [edge.highlight ? `cc-edge--${edge.highlight}` : "", edge.state ? `cc-edge--${edge.state}` : ""]
-    .filter(Boolean)
-    .join(" ");
+  return edge.highlight ? `cc-edge--${edge.highlight}` : "";
+}
+
+// A run's edge states go into the path's style, not its classes: NiceGUI's Tailwind runtime rescans the
+// page on every class change, which made a run's updates lag (bench/ui.py).
+const EDGE_STYLES = {
+  flowing: { stroke: "var(--cc-edge-flowing)", strokeWidth: 2, strokeDasharray: 5, animation: "dashdraw 0.5s linear infinite" },
+  done: { stroke: "var(--cc-edge-done)", strokeWidth: 2 },
+};
+
+function edgeStyle(state) {
+  return EDGE_STYLES[state] || {};
 }
 
 function toFlowEdge(edge) {
@@ -87,8 +96,8 @@ function toFlowEdge(edge) {
     target: edge.target,
     sourceHandle: edge.source_handle ?? null,
     targetHandle: edge.target_handle ?? null,
-    animated: edge.state === "flowing",
     class: edgeClass(edge),
+    style: edgeStyle(edge.state),
     data: { highlight: edge.highlight || "", state: edge.state || "" },
   };
 }
@@ -154,7 +163,7 @@ const FlowNode = {
         <i class="q-icon material-icons notranslate cc-node__icon" aria-hidden="true">{{ data.icon || 'widgets' }}</i>
         <div class="cc-node__titles">
           <div class="cc-node__label" :title="data.label">{{ data.label || id }}</div>
-          <div v-if="data.detail" class="cc-node__detail" :title="data.detail">{{ data.detail }}</div>
+          <div class="cc-node__detail" :title="data.detail || ''">{{ data.detail || "" }}</div>
         </div>
         <div class="cc-node__marks">
           <i v-if="data.pinned" class="q-icon material-icons notranslate cc-node__pin" role="img"
@@ -162,12 +171,12 @@ const FlowNode = {
           <span v-if="problems.length" class="cc-node__problems" role="img" :title="problemsText"
                 :aria-label="problems.length + ' problem' + (problems.length === 1 ? '' : 's') + ': ' + problemsText"
                 :data-testid="'canvas-problems-' + id">{{ problems.length }}</span>
-          <span v-if="status" class="cc-status" :class="'cc-status--' + status" :title="statusText"
+          <span v-show="status" class="cc-status" :data-status="status" :title="statusText"
                 :data-testid="'canvas-status-' + id">
-            <span v-if="status === 'running'" class="cc-spinner" :data-testid="'canvas-spinner-' + id"></span>
-            <i v-else class="q-icon material-icons notranslate" aria-hidden="true">{{ statusIcon }}</i>
+            <span class="cc-spinner" :data-testid="'canvas-spinner-' + id"></span>
+            <i class="q-icon material-icons notranslate cc-status__icon" aria-hidden="true">{{ statusIcon }}</i>
             <span class="cc-sr">{{ statusText }}</span>
-            <span v-if="elapsed !== null">{{ elapsed }}</span>
+            <span class="cc-status__time">{{ elapsed ?? "" }}</span>
           </span>
         </div>
       </div>
@@ -206,7 +215,7 @@ export default {
     return { flowId, store: markRaw(useVueFlow(flowId)), nodeTypes: { [NODE_TYPE]: markRaw(FlowNode) } };
   },
   data() {
-    return { nodeCount: 0 };
+    return { nodeCount: 0, miniMapReady: false };
   },
   computed: {
     visibleOnly() {
@@ -227,6 +236,7 @@ export default {
     document.addEventListener("keydown", this.onDocumentKeydown);
     document.addEventListener("dragstart", this.onDocumentDragStart);
     if (this.flow) this.applyFlow(this.flow);
+    this.timers.miniMap = setTimeout(() => this.showMiniMap(), 1500); // a flow with no nodes to wait for
   },
   unmounted() {
     document.removeEventListener("keydown", this.onDocumentKeydown);
@@ -273,8 +283,7 @@ export default {
         const edge = this.store.findEdge(id);
         if (!edge) continue;
         edge.data = { ...edge.data, state };
-        edge.animated = state === "flowing";
-        edge.class = edgeClass(edge.data);
+        edge.style = edgeStyle(state);
       }
     },
     select(nodeIds) {
@@ -313,6 +322,13 @@ export default {
     // -- Vue Flow's events ----------------------------------------------------------------------------
     nodesInitialized() {
       if (this.pendingFit) this.fitView();
+      this.showMiniMap();
+    },
+    // The minimap draws every node again: it comes once the nodes are on screen, so a big flow is usable
+    // sooner (bench/ui.py's time to interactive).
+    showMiniMap() {
+      if (this.miniMapReady) return;
+      requestAnimationFrame(() => requestAnimationFrame(() => (this.miniMapReady = true)));
     },
     fitWhenMeasured() {
       this.pendingFit = true;
@@ -481,7 +497,7 @@ export default {
             <i class="q-icon material-icons notranslate" aria-hidden="true">fit_screen</i>
           </ControlButton>
         </Controls>
-        <MiniMap pannable zoomable :node-color="miniMapColour" :node-stroke-width="0" />
+        <MiniMap v-if="miniMapReady" pannable zoomable :node-color="miniMapColour" :node-stroke-width="0" />
       </VueFlow>
     </div>`,
 };
