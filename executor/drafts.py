@@ -75,6 +75,10 @@ class Applied:
         return {"draft": self.draft.as_dict(), "inverse": [dump_operation(op) for op in self.inverse]}
 
 
+class StaleDraft(Conflict):
+    """Saving refused: a version was saved after the one the draft started from (`save(overwrite=True)` saves)."""
+
+
 class DraftService:
     """Open, change, save, discard and restore the drafts of a tenant's flows."""
 
@@ -154,7 +158,7 @@ class DraftService:
             saved = await self.flows.save(ctx, flow_id, stored.document, expected_version=expected, message=message)
         except Conflict as exc:
             latest_version = (await self.flows.get(ctx, flow_id)).latest_version
-            raise Conflict(
+            raise StaleDraft(
                 f"someone saved version {latest_version} of this flow after version {stored.base_version}, "
                 "which your draft started from; your draft is kept: discard it to see their version, "
                 "or save it with overwrite to make it the next version anyway"

@@ -104,9 +104,10 @@ class EditorSession:
             await self._send(ctx, self.redo_stack.pop(), self.undo_stack)
             return True
 
-    async def save(self, ctx: TenantContext, message: str = "") -> SavedVersion:
+    async def save(self, ctx: TenantContext, message: str = "", *, overwrite: bool = False) -> SavedVersion:
+        """The draft as the next version (`StaleDraft` if someone saved one meanwhile, unless `overwrite`)."""
         async with self._lock:
-            saved = await self.services.drafts.save(ctx, self.flow_id, message=message)
+            saved = await self.services.drafts.save(ctx, self.flow_id, message=message, overwrite=overwrite)
             await self._reload(ctx, keep_history=True)
             return saved
 

@@ -20,6 +20,7 @@ from nicegui import events, ui
 from core.context import Role, TenantContext
 from core.flow_store import FlowRecord
 from executor.draft_ops import new_edge_id, new_node_id
+from executor.drafts import StaleDraft
 from ui.editor_inspect import draw_node_run
 from ui.editor_palette import Palette
 from ui.editor_properties import Pickers, Properties
@@ -317,16 +318,18 @@ class Editor:
             )
 
             async def save() -> None:
-                if await self._save(str(message.value or "")):
-                    dialog.close()
+                dialog.close()  # a refusal is said (or asked about) on the page
+                with self.root:
+                    await self._save(str(message.value or ""))
 
             message.on("keydown.enter", save)
             with ui.row().classes("w-full justify-end"):
                 ui.button("Cancel", on_click=dialog.close).props("flat")
                 tag(ui.button("Save version", on_click=save), "save-confirm")
+        dialog.on_value_change(lambda event: None if event.value else dialog.delete())
         dialog.open()
 
-    async def _save(self, message: str) -> bool:
+    async def _save(self, message: str, *, overwrite: bool = False) -> bool:
         if not self.page.can_edit:
             return False
         ctx = await self.page.fresh(Role.EDITOR)
@@ -334,7 +337,10 @@ class Editor:
             return False
         await self.properties.flush()
         try:
-            saved = await self.session.save(ctx, message)
+            saved = await self.session.save(ctx, message, overwrite=overwrite)
+        except StaleDraft as exc:
+            self._ask_overwrite(str(exc), message)
+            return False
         except REPORTED as exc:
             ui.notify(f"Not saved: {exc}. Your draft is kept.", type="negative", multi_line=True, close_button=True)
             return False
@@ -344,6 +350,30 @@ class Editor:
         self._status()
         self.versions.refresh()
         return True
+
+    def _ask_overwrite(self, why: str, message: str) -> None:
+        """Someone saved a version after the one this draft started from: keep theirs, or save this after it."""
+        with self.root, ui.dialog() as dialog, ui.card().classes("w-[32rem]"):
+            tag(dialog, "stale-dialog")
+            ui.label("Someone else saved this flow").classes("text-lg font-semibold")
+            ui.label(why[0].upper() + why[1:] + ".").classes("text-sm")
+
+            async def overwrite() -> None:
+                dialog.close()  # and deleted: what follows draws into the page
+                with self.root:
+                    await self._save(message, overwrite=True)
+
+            async def discard() -> None:
+                dialog.close()
+                with self.root:
+                    await self._discard()
+
+            with ui.row().classes("w-full justify-end"):
+                ui.button("Keep editing", on_click=dialog.close).props("flat")
+                tag(ui.button("Discard my draft", on_click=discard).props("flat"), "stale-discard")
+                tag(ui.button("Save mine as the next version", on_click=overwrite), "stale-overwrite")
+        dialog.on_value_change(lambda event: None if event.value else dialog.delete())
+        dialog.open()
 
     async def _discard(self) -> None:
         ctx = await self.page.fresh(Role.EDITOR)

@@ -168,17 +168,25 @@ async def test_save_makes_a_version_with_a_message_and_the_draft_is_gone(user: U
     await user.should_see("no changes")
 
 
-async def test_a_save_refused_keeps_the_draft(user: User, ui_services: Services) -> None:
+async def test_a_save_after_someone_elses_keeps_the_draft_and_can_go_after_theirs(
+    user: User, ui_services: Services
+) -> None:
     ctx, flow_id = await open_editor(user, ui_services)
     user.find(marker="flow-canvas").trigger("drop", {"type": "output", "position": {"x": 0, "y": 200}})
     await eventually(lambda: "output_1" in drawn(user)[0])
     await ui_services.flows.save(ctx, flow_id, two_nodes(), message="saved elsewhere")  # version 2 meanwhile
     user.find(marker="flow-canvas").trigger("save")
-    await user.should_see("Not saved")
-    await user.should_see("Your draft is kept")
+    await user.should_see(marker="stale-dialog")
+    await user.should_see("Someone saved version 2", retries=10)
     draft = await ui_services.drafts.open(ctx, flow_id)
-    assert draft.changed
+    assert draft.changed  # kept
     assert "output_1" in [n["id"] for n in draft.document["nodes"]]
+    user.find(marker="stale-overwrite").click()  # theirs stays in the history; mine comes after it
+    await user.should_see("Saved as version 3", retries=30)
+    versions = await ui_services.flows.versions(ctx, flow_id)
+    assert sorted(v.version for v in versions) == [1, 2, 3]
+    latest = await ui_services.flows.version(ctx, flow_id)
+    assert "output_1" in [n["id"] for n in latest.document["nodes"]]
 
 
 async def test_a_viewer_sees_the_flow_read_only(user: User, ui_services: Services) -> None:
