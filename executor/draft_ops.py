@@ -40,6 +40,7 @@ from executor.document import (
     parse_document,
 )
 from executor.errors import FlowInvalid
+from executor.graphs import strongly_connected
 from executor.registry import Registry
 
 _T = TypeVar("_T")
@@ -423,42 +424,9 @@ def _check_loops(nodes: Mapping[str, FlowNode], existing: Sequence[FlowEdge], ne
 
 
 def _components(nodes: Iterable[str], successors: Mapping[str, list[str]]) -> dict[str, int]:
-    """Each node's strongly connected component, numbered (Tarjan's algorithm, without recursion)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    component: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    for root in nodes:
-        if root in index:
-            continue
-        work: list[tuple[str, int]] = [(root, 0)]
-        while work:
-            node, position = work.pop()
-            if position == 0:
-                index[node] = low[node] = len(index)
-                stack.append(node)
-                on_stack.add(node)
-            targets = successors.get(node, [])
-            if position < len(targets):
-                work.append((node, position + 1))
-                target = targets[position]
-                if target not in index:
-                    work.append((target, 0))
-                elif target in on_stack:
-                    low[node] = min(low[node], index[target])
-                continue
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[node])
-            if low[node] == index[node]:
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component[member] = index[node]
-                    if member == node:
-                        break
-    return component
+    """Each node's strongly connected component, numbered."""
+    groups = strongly_connected(nodes, successors)
+    return {member: number for number, group in enumerate(groups) for member in group}
 
 
 def _path(successors: Mapping[str, list[str]], start: str, goal: str) -> list[str]:

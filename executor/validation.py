@@ -21,6 +21,7 @@ from core.errors import problems_of
 from executor.document import FlowDocument, FlowEdge, FlowNode
 from executor.errors import FlowProblem, TemplateError
 from executor.expressions import compile_expression, expression_references
+from executor.graphs import strongly_connected
 from executor.nodes.base import Catalog, NodeData, NodeType
 from executor.registry import Registry
 from executor.templates import compile_template, template_references
@@ -188,7 +189,7 @@ def _check_required_inputs(typed: Mapping[str, _Node], edges: list[FlowEdge], pr
 
 
 def _check_cycles(doc: FlowDocument, edges: list[FlowEdge], problems: list[FlowProblem]) -> None:
-    """One problem per strongly connected group of nodes that loops (Tarjan's algorithm, without recursion)."""
+    """One problem per strongly connected group of nodes that loops."""
     order: dict[str, int] = {}
     for position, flow_node in enumerate(doc.nodes):
         order.setdefault(flow_node.id, position)
@@ -198,49 +199,17 @@ def _check_cycles(doc: FlowDocument, edges: list[FlowEdge], problems: list[FlowP
         successors[edge.source].append(edge.target)
         if edge.source == edge.target:
             looped.add(edge.source)
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    for root in order:
-        if root in index:
+    for group in strongly_connected(order, successors):
+        if len(group) == 1 and group[0] not in looped:
             continue
-        work: list[tuple[str, int]] = [(root, 0)]
-        while work:
-            node, position = work.pop()
-            if position == 0:
-                index[node] = low[node] = len(index)
-                stack.append(node)
-                on_stack.add(node)
-            targets = successors.get(node, [])
-            if position < len(targets):
-                work.append((node, position + 1))
-                target = targets[position]
-                if target not in index:
-                    work.append((target, 0))
-                elif target in on_stack:
-                    low[node] = min(low[node], index[target])
-                continue
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[node])
-            if low[node] == index[node]:
-                group: list[str] = []
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    group.append(member)
-                    if member == node:
-                        break
-                if len(group) > 1 or node in looped:
-                    members = sorted(group, key=order.__getitem__)
-                    listed = ", ".join(f"'{member}'" for member in members[:10])
-                    if len(members) > 10:
-                        listed += f" and {len(members) - 10} more"
-                    message = f"nodes {listed} form a cycle; remove one of the edges between them"
-                    if len(members) == 1:
-                        message = f"node '{members[0]}' is connected to itself; remove that edge"
-                    problems.append(FlowProblem(members[0], "edges", message))
+        members = sorted(group, key=order.__getitem__)
+        listed = ", ".join(f"'{member}'" for member in members[:10])
+        if len(members) > 10:
+            listed += f" and {len(members) - 10} more"
+        message = f"nodes {listed} form a cycle; remove one of the edges between them"
+        if len(members) == 1:
+            message = f"node '{members[0]}' is connected to itself; remove that edge"
+        problems.append(FlowProblem(members[0], "edges", message))
 
 
 class _Ancestors:

@@ -20,11 +20,14 @@ from typing import TypeVar
 from nicegui import background_tasks, ui
 
 from core.context import Role, TenantContext
+from core.errors import NotFound
 from core.executions import TERMINAL_STATUSES, EventRecord, ExecutionRecord, NodeRunRecord
 from executor.watching import is_final
 from ui.code_blocks import code_block, json_block, pretty
 from ui.human_answer import HumanAnswer
 from ui.tenant_page import PageView, notify_errors
+from ui.trace_rows import seconds_text
+from wiring.services import Services
 
 STATUS_COLORS: dict[str, str] = {
     "running": "info",
@@ -71,17 +74,7 @@ def when(moment: datetime | None) -> str:
 
 def duration(start: datetime | None, end: datetime | None) -> str:
     """How long something took, in the unit that reads best ('—' until it has both ends)."""
-    if start is None or end is None:
-        return "—"
-    seconds = (end - start).total_seconds()
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, rest = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {rest} s"
-    return f"{minutes // 60} h {minutes % 60} min"
+    return seconds_text((end - start).total_seconds() if start is not None and end is not None else None)
 
 
 def origin(record: ExecutionRecord) -> str:
@@ -96,6 +89,16 @@ def origin(record: ExecutionRecord) -> str:
     if options.get("from_node"):
         return f"from node {options['from_node']}"
     return "run"
+
+
+async def flow_name_of(services: Services, ctx: TenantContext, record: ExecutionRecord) -> str | None:
+    """The name of the flow a run ran, or None (an unsaved document, or a flow deleted since)."""
+    if record.flow_id is None:
+        return None
+    try:
+        return (await services.flows.get(ctx, record.flow_id)).name
+    except NotFound:
+        return None
 
 
 def run_rows(records: list[ExecutionRecord], flow_names: Mapping[uuid.UUID, str], *, test: str = "runs") -> None:

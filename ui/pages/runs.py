@@ -15,8 +15,7 @@ from urllib.parse import urlencode
 from nicegui import ui
 
 from core.context import Role
-from core.errors import NotFound
-from ui.run_view import RunView, run_rows, tag
+from ui.run_view import RunView, flow_name_of, run_rows, tag
 from ui.tenant_page import Pages, PageView, record_id
 
 PAGE_SIZE = 25
@@ -99,12 +98,7 @@ def register(pages: Pages) -> None:
     async def run_page(page: PageView, execution_id: str) -> None:
         """One run: status, inputs, outputs, nodes and events; live while it goes on."""
         record = await services.executions.get(page.ctx, record_id(execution_id))
-        flow_name: str | None = None
-        if record.flow_id is not None:
-            try:
-                flow_name = (await services.flows.get(page.ctx, record.flow_id)).name
-            except NotFound:
-                flow_name = None  # the flow was deleted after this run was read
+        flow_name = await flow_name_of(services, page.ctx, record)
         page.heading.set_text(f"Run of {flow_name}" if flow_name else "Run")
         view = RunView(page, record, flow_name)
         await view.load_log()

@@ -11,9 +11,9 @@ import uuid
 from datetime import UTC, datetime
 
 from core.context import Role, TenantContext
-from core.errors import NotFound
 from core.executions import EventRecord
 from ui.flow_history import member_names, starter_name
+from ui.run_view import flow_name_of
 from ui.tenant_page import Pages, PageView, record_id
 from ui.trace_model import build_trace
 from ui.trace_view import TraceView
@@ -46,12 +46,7 @@ def register(pages: Pages) -> None:
         """One run as a timeline: every node with its attempts and crew steps, their timings, tokens and cost."""
         record = await services.executions.get(page.ctx, record_id(execution_id))
         events, cut = await stored_events(services, page.ctx, record.id)
-        flow_name: str | None = None
-        if record.flow_id is not None:
-            try:
-                flow_name = (await services.flows.get(page.ctx, record.flow_id)).name
-            except NotFound:
-                flow_name = None  # the flow was deleted after this run was read
+        flow_name = await flow_name_of(services, page.ctx, record)
         members = await member_names(page, page.ctx)
         page.heading.set_text(f"Trace of {flow_name}" if flow_name else "Trace of a run")
         TraceView(
