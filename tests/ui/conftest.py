@@ -57,8 +57,10 @@ async def started(settings: AppSettings) -> AsyncIterator[Services]:
 
 
 @pytest.fixture
-async def ui_services(tmp_path: Path) -> AsyncIterator[Services]:
-    async with started(ui_settings(tmp_path)) as built:
+async def ui_services(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Services]:
+    """The services; a module marked `pytest.mark.ui_settings(loopback_llm=True, master_key=True)` gets those."""
+    marker = request.node.get_closest_marker("ui_settings")
+    async with started(ui_settings(tmp_path, **(marker.kwargs if marker else {}))) as built:
         yield built
 
 

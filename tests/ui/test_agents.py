@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,15 +13,10 @@ from core.context import Role, TenantContext
 from core.crew_specs import AgentSpec, TaskSpec
 from core.providers import ProviderInput, parse_input
 from core.tools import starter_spec
-from tests.ui.conftest import sign_in, started, ui_settings
+from tests.ui.conftest import sign_in
 from wiring.services import Services
 
-
-@pytest.fixture
-async def ui_services(tmp_path: Path) -> AsyncIterator[Services]:
-    """The page tests' services, with a master key: these tests store provider keys."""
-    async with started(ui_settings(tmp_path, master_key=True)) as built:
-        yield built
+pytestmark = pytest.mark.ui_settings(master_key=True)
 
 
 #: Retries (0.1 s apart) for what follows a database write or a navigation, on a busy machine.

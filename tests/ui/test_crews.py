@@ -11,8 +11,7 @@ import io
 import logging
 import uuid
 import zipfile
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -25,22 +24,17 @@ from core.crew_specs import AgentSpec, CrewSpec, TaskSpec
 from core.providers import ProviderInput
 from tests.fixtures import llm_server as _scripted
 from tests.fixtures.llm_server import Reply, ScriptedLLMServer
-from tests.ui.conftest import sign_in, started, ui_settings
+from tests.ui.conftest import sign_in
 from ui.pages.crews import projects
 from wiring.services import Services
+
+pytestmark = pytest.mark.ui_settings(loopback_llm=True)
 
 _llm_server_module = _scripted._llm_server_module
 llm_server = _scripted.llm_server
 SAVE_RETRIES = 50  # x 0.1 s: a save checks every record of the workspace
 RUN_RETRIES = 600  # x 0.1 s: a test run imports CrewAI on its first kickoff (slow on a busy machine)
 T = TypeVar("T")
-
-
-@pytest.fixture
-async def ui_services(tmp_path: Path) -> AsyncIterator[Services]:
-    """The page tests' services, with the scripted LLM server on loopback allowed."""
-    async with started(ui_settings(tmp_path, loopback_llm=True)) as built:
-        yield built
 
 
 def control(user: User, testid: str) -> Any:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,20 +16,15 @@ from core.providers import ProviderInput
 from tests.executor.conftest import document, edge, node
 from tests.fixtures import llm_server as _scripted
 from tests.fixtures.llm_server import Reply, ScriptedLLMServer
-from tests.ui.conftest import sign_in, started, ui_settings
+from tests.ui.conftest import sign_in
 from tests.ui.test_flow_editor import canvas, eventually
 from wiring.services import Services
+
+pytestmark = pytest.mark.ui_settings(loopback_llm=True)
 
 SLOW = 100  # retries of 0.1 s for what a run does in the background
 _llm_server_module = _scripted._llm_server_module
 llm_server = _scripted.llm_server
-
-
-@pytest.fixture
-async def ui_services(tmp_path: Path) -> AsyncIterator[Services]:
-    """The page tests' services, with the scripted LLM server on loopback allowed."""
-    async with started(ui_settings(tmp_path, loopback_llm=True)) as built:
-        yield built
 
 
 async def shout_flow(services: Services, ctx: TenantContext, server: ScriptedLLMServer) -> uuid.UUID:

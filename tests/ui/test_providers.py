@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,18 +11,13 @@ from pydantic import SecretStr
 from core.context import Role
 from core.llm.types import ProviderKind
 from core.providers import ProviderInput
-from tests.ui.conftest import sign_in, started, ui_settings
+from tests.ui.conftest import sign_in
 from wiring.services import Services
+
+pytestmark = pytest.mark.ui_settings(master_key=True)
 
 CANARY = "sk-canary-ui-4f1e9a07c2d8b35e6611"
 HINT = "sk-...6611"
-
-
-@pytest.fixture
-async def ui_services(tmp_path: Path) -> AsyncIterator[Services]:
-    """The page tests' services, with a master key so provider keys can be sealed."""
-    async with started(ui_settings(tmp_path, master_key=True)) as built:
-        yield built
 
 
 def one(user: User, marker: str) -> Any:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,10 +18,12 @@ from tests.api.conftest import PASSWORD
 from tests.executor.conftest import document, edge, node
 from tests.fixtures import llm_server as _scripted
 from tests.fixtures.llm_server import Reply, ScriptedLLMServer
-from tests.ui.conftest import sign_in, started, ui_settings
+from tests.ui.conftest import sign_in
 from ui.trace_model import MIN_BAR_PCT, Trace, build_trace
 from ui.trace_rows import ATTEMPT, NODE, STEP, TASK, TOOL, TraceRow, row_label, seconds_text
 from wiring.services import Services
+
+pytestmark = pytest.mark.ui_settings(loopback_llm=True)
 
 _llm_server_module = _scripted._llm_server_module
 llm_server = _scripted.llm_server
@@ -254,13 +254,6 @@ def test_seconds_read_in_the_unit_that_fits() -> None:
 # -- the pages ---------------------------------------------------------------------------------
 
 SLOW = 100
-
-
-@pytest.fixture
-async def ui_services(tmp_path: Path) -> AsyncIterator[Services]:
-    """The page tests' services, with the scripted LLM server on loopback allowed."""
-    async with started(ui_settings(tmp_path, loopback_llm=True)) as built:
-        yield built
 
 
 def echo_flow() -> dict[str, Any]:
