@@ -1,7 +1,8 @@
 """Read-only code on a page (JSON of inputs and outputs, YAML exports), with a copy button that says what it copies.
 
 NiceGUI's `ui.code` has an icon-only copy button, which a screen reader announces as a bare
-"button" (axe: button-name): every block here names it after what it shows.
+"button" (axe: button-name), and a scroller a keyboard cannot reach: every block here names both after
+what it shows and makes the scroller focusable.
 
     json_block(record.outputs, label="outputs").classes("w-full")
 """
@@ -22,6 +23,11 @@ def code_block(text: str, *, label: str, language: str = "json") -> ui.code:
     """`text` as a code block whose copy button is named "Copy the <label>"."""
     code = ui.code(text, language=language)
     code.copy_button.props["aria-label"] = f"Copy the {label}"
+    # Long lines scroll sideways: the scroller takes the focus so a keyboard can scroll it (axe:
+    # scrollable-region-focusable), and says what it holds.
+    code.markdown.props["tabindex"] = "0"
+    code.markdown.props["role"] = "region"
+    code.markdown.props["aria-label"] = label[0].upper() + label[1:]
     return code
 
 

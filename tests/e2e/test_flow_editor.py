@@ -249,3 +249,5 @@ def test_approve_pin_run_from_here_and_open_the_trace(
     expect(page.get_by_test_id("trace-rows")).to_contain_text("ask")
     page.get_by_test_id("trace-rows").get_by_text("ask").first.click()
     page.screenshot(path=str(SHOTS / "trace.png"), full_page=True)
+    problems = [f"{v['impact']} {v['id']} ({v['help']}) at {v['targets']}" for v in violations(page)]
+    assert not problems, "accessibility violations in the trace:\n" + "\n".join(problems)
