@@ -40,9 +40,18 @@ from wiring.services import Services
 #: What a handler may raise for the person to read: core's refusals and the engine's (an invalid flow).
 REPORTED = (CoreError, ExecutorError)
 
+#: How long a page may take to build before NiceGUI gives up with a 500 (its default is 3 s). Pages read
+#: the database while building; a busy host (two test workers, a loaded server) took longer than 3 s.
+PAGE_BUILD_TIMEOUT_S = 30.0
+
 P = ParamSpec("P")
 T = TypeVar("T")
 NO_WORKSPACE = "/workspaces"
+
+
+def page(path: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`ui.page(path)` with the app's build timeout (`PAGE_BUILD_TIMEOUT_S`)."""
+    return ui.page(path, response_timeout=PAGE_BUILD_TIMEOUT_S)
 
 
 def notify_errors(handler: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T | None]]:
@@ -170,7 +179,7 @@ class Pages:
             page_builder.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
             page_builder.__name__ = build.__name__
             page_builder.__doc__ = build.__doc__
-            ui.page(path)(page_builder)
+            page(path)(page_builder)
             return page_builder
 
         return register

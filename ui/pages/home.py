@@ -12,7 +12,7 @@ from nicegui import ui
 from core.auth.sessions import SessionState
 from ui.layout import NAV_SECTIONS, NavItem, frame
 from ui.session import current_state
-from ui.tenant_page import Pages
+from ui.tenant_page import Pages, page
 from wiring.services import Services
 
 #: What each navigation entry is for, as the quick links say it.
@@ -40,7 +40,7 @@ def quick_links() -> list[NavItem]:
 def register(pages: Pages) -> None:
     services = pages.services
 
-    @ui.page("/")
+    @page("/")
     async def home() -> None:
         state = await current_state(services)  # also tells the shell whether to show the navigation
         with frame("Home"):

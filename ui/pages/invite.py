@@ -19,7 +19,7 @@ from ui.pages.members import checked_email
 from ui.pages.signup import checked_password
 from ui.session import DEFAULT_LANDING, client_address, current_state, session_id
 from ui.sign_in import hand_over
-from ui.tenant_page import Pages, notify_errors
+from ui.tenant_page import Pages, notify_errors, page
 from wiring.services import Services
 
 
@@ -49,7 +49,7 @@ class Newcomer(BaseModel):
 def register(pages: Pages) -> None:
     services = pages.services
 
-    @ui.page("/invite")
+    @page("/invite")
     async def invite_page() -> None:
         await current_state(services)  # for the header; the handlers check again
         with frame("Invitation"):

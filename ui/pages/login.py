@@ -18,7 +18,7 @@ from ui.forms import FieldOptions, ModelForm
 from ui.layout import frame
 from ui.session import client_address, current_state, safe_next, take_login_error
 from ui.sign_in import hand_over
-from ui.tenant_page import Pages
+from ui.tenant_page import Pages, page
 
 
 class Credentials(BaseModel):
@@ -50,7 +50,7 @@ CREDENTIAL_FIELDS = {
 def register(pages: Pages) -> None:
     services = pages.services
 
-    @ui.page("/login")
+    @page("/login")
     async def login_page(request: Request) -> Response | None:
         target = safe_next(request.query_params.get("next"))
         if await current_state(services) is not None:

@@ -16,7 +16,7 @@ from ui.pages.members import checked_email
 from ui.pages.workspaces import ID_HELP, checked_workspace_id, follow_name, taken_problem
 from ui.session import DEFAULT_LANDING, current_state
 from ui.sign_in import hand_over
-from ui.tenant_page import Pages
+from ui.tenant_page import Pages, page
 
 #: Core's names for the fields, as this form calls them.
 CORE_FIELDS = {"tenant_slug": "workspace_id", "tenant_name": "workspace_name", "display_name": "name"}
@@ -70,7 +70,7 @@ def in_form_words(exc: InvalidInput) -> InvalidInput:
 def register(pages: Pages) -> None:
     services = pages.services
 
-    @ui.page("/signup")
+    @page("/signup")
     async def signup_page() -> Response | None:
         if await current_state(services) is not None:
             return RedirectResponse(DEFAULT_LANDING, status_code=303)

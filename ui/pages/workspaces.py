@@ -26,7 +26,7 @@ from ui.dialogs import confirm, confirm_typed
 from ui.forms import FieldOptions, ModelForm
 from ui.layout import frame
 from ui.session import current_context, current_state, login_url, page_state, session_id
-from ui.tenant_page import Pages, notify_errors
+from ui.tenant_page import Pages, notify_errors, page
 from wiring.services import Services
 
 PATH = "/workspaces"
@@ -94,7 +94,7 @@ def follow_name(form: ModelForm[Any], name_field: str, slug_field: str) -> None:
 def register(pages: Pages) -> None:
     services = pages.services
 
-    @ui.page(PATH)
+    @page(PATH)
     async def workspaces_page() -> Response | None:
         state = await page_state(services)
         if not isinstance(state, SessionState):
