@@ -57,6 +57,8 @@ class Services:
     executions: ExecutionService
     chat: ChatService
     described: dict[str, str] = field(default_factory=dict)
+    #: Whether `start()` finished (storage migrated, components started): health says "starting" until then.
+    started: bool = field(default=False, init=False)
 
     def components(self) -> list[Component]:
         """Everything with a lifecycle, in start order (closed in reverse)."""
@@ -71,6 +73,7 @@ class Services:
         log.info("migrated control plane and %d tenant(s)", len(report.migrated))
         for component in self.components():
             await component.start()
+        self.started = True
 
     async def aclose(self) -> None:
         """Close every component, last started first (runs still going become `interrupted`), then the database.
@@ -98,6 +101,8 @@ class Services:
                 checks["redis"] = "ok" if await asyncio.wait_for(self.backends.redis.ping(), timeout=5) else "failing"
             except Exception as exc:  # report, never raise
                 checks["redis"] = f"failing: {type(exc).__name__}"
+        if not self.started:  # NiceGUI serves while its start-up handlers run: not ready before they end
+            checks["startup"] = "starting: migrating storage and starting components"
         status = "ok" if all(v == "ok" for v in checks.values()) else "degraded"
         return {"status": status, "environment": self.settings.env, "backends": self.described, "checks": checks}
 

@@ -65,4 +65,22 @@ async def test_health_checks_redis_when_it_is_configured(tmp_path: Path, redis_u
         await services.aclose()
     assert body["backends"]["event_bus"] == "redis"
     assert body["checks"]["redis"].startswith(expected)
-    assert body["status"] == ("ok" if expected == "ok" else "degraded")
+    assert body["status"] == "degraded"  # not started (and, on port 1, no Redis)
+
+
+async def test_health_says_starting_until_storage_is_migrated_and_components_started(tmp_path: Path) -> None:
+    """The app serves while its start-up runs: a readiness probe must not send traffic before it ends."""
+    services = build_services(AppSettings(env="test", data_dir=tmp_path))
+    app = FastAPI()
+    install_api(app, services)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+            before = await http.get("/api/health")
+            await services.start()
+            after = await http.get("/api/health")
+    finally:
+        await services.aclose()
+    assert before.status_code == 503
+    assert before.json()["checks"]["startup"].startswith("starting")
+    assert after.status_code == 200
+    assert "startup" not in after.json()["checks"]

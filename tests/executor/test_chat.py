@@ -293,7 +293,8 @@ async def test_two_messages_at_once_store_one_and_refuse_the_other(world: World)
     chat = chat_of(world)
     saved = await world.flow(echo_flow(world, history=None))
     session = await chat.create(world.editor, flow_id=saved.version.flow_id)
-    world.server.default = Reply.say("ok")
+    # A reply slow enough to be still going when the other messages arrive, however busy the machine.
+    world.server.default = Reply.say("one two three four five", drip_s=0.3)
 
     results = await asyncio.gather(
         *(chat.send(world.editor, session.id, f"message {i}") for i in range(4)), return_exceptions=True
