@@ -16,6 +16,7 @@ control, `<testid>-<field>-error` under groups and switches, `<testid>-error` fo
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import suppress
 from typing import Any, Generic, TypeVar
@@ -161,11 +162,13 @@ class _Rows(FormField):
         button.props["aria-label"] = f"Remove {what}"
         self.ctx.tag(button, f"{self.spec.path}.{index}-remove")
 
+    @abstractmethod
     def _add(self) -> None:
-        raise NotImplementedError
+        """Append an empty row (lists: an item; maps: a name and value)."""
 
+    @abstractmethod
     def _remove(self, index: int) -> None:
-        raise NotImplementedError
+        """Drop row `index`."""
 
     def _edited(self) -> None:
         self.clear()
