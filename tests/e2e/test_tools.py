@@ -79,6 +79,9 @@ def tool_page(page: Page, live_app: LiveApp, sign_up: Callable[..., Account]) ->
     page.wait_for_url(re.compile(r"/tools/[0-9a-f-]{36}$"))
     expect(page.get_by_test_id("page-title")).to_have_text("shout")  # the saved tool's own page has loaded
     connected(page)
+    # The page's first updates after the handshake carry the fields' stored values: typing before they
+    # arrive is overwritten (seen on an idle machine, where they came a moment after the handshake).
+    page.wait_for_load_state("networkidle")
     return page
 
 
