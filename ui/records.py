@@ -17,17 +17,28 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from nicegui import ui
 
-from core.context import TenantContext
+from core.context import Role, TenantContext
 from core.providers import KIND_LABELS
 from ui.tenant_page import PageView
 from wiring.services import Services
 
 E = TypeVar("E", bound=ui.element)
 T = TypeVar("T")
+
+
+class Named(Protocol):
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def name(self) -> str: ...
+
+
+R = TypeVar("R", bound=Named)
 
 
 def tag(element: E, testid: str) -> E:
@@ -76,6 +87,33 @@ async def agent_choices(services: Services, ctx: TenantContext) -> dict[str, str
 async def task_choices(services: Services, ctx: TenantContext, *, exclude: uuid.UUID | None = None) -> dict[str, str]:
     """The workspace's tasks as `{id: name}`, without `exclude` (a task cannot be its own context)."""
     return {str(view.id): view.name for view in await services.crews.list_tasks(ctx) if view.id != exclude}
+
+
+async def save_record(
+    page: PageView,
+    current: R | None,
+    *,
+    kind: str,
+    path: str,
+    create: Callable[[TenantContext], Awaitable[R]],
+    update: Callable[[TenantContext, uuid.UUID], Awaitable[R]],
+    created: str = "Created",
+) -> R | None:
+    """An editor's Save: create the record and open its page, or update it and retitle the page.
+
+    Returns the updated record (None after creating, or when the session is gone)."""
+    ctx = await page.fresh(Role.EDITOR)  # as of this click
+    if ctx is None:
+        return None
+    if current is None:
+        made = await create(ctx)
+        ui.notify(f"{created} {kind} '{made.name}'", type="positive")
+        ui.navigate.to(f"{path}/{made.id}")
+        return None
+    saved = await update(ctx, current.id)
+    ui.notify(f"Saved {kind} '{saved.name}'", type="positive")
+    page.heading.set_text(saved.name)
+    return saved
 
 
 def shorten(text: str, limit: int) -> str:

@@ -25,8 +25,7 @@ from ui.code_editor import code_editor
 from ui.dialogs import confirm
 from ui.form_fields import ErrorText
 from ui.forms import FieldOptions
-from ui.records import tag
-from ui.session import current_context
+from ui.records import save_record, tag
 from ui.tenant_page import PageView
 from ui.tool_run import TryPanel
 
@@ -198,18 +197,19 @@ class ToolEditor:
         return limits
 
     async def save(self, spec: ToolSpec) -> None:
-        ctx = await current_context(self.page.services, Role.EDITOR)  # as of this click
-        if ctx is None:
-            return
         tools = self.page.services.tools
-        if self.view is None:
-            created = await tools.create(ctx, spec)
-            ui.notify(f"Saved tool '{created.name}'", type="positive")
-            ui.navigate.to(f"/tools/{created.id}")
+        saved = await save_record(
+            self.page,
+            self.view,
+            kind="tool",
+            path="/tools",
+            create=lambda ctx: tools.create(ctx, spec),
+            update=lambda ctx, tool_id: tools.update(ctx, tool_id, spec),
+            created="Saved",
+        )
+        if saved is None:
             return
-        self.view = await tools.update(ctx, self.view.id, spec)
-        ui.notify(f"Saved tool '{self.view.name}'", type="positive")
-        self.page.heading.set_text(self.view.name)
+        self.view = saved
         for name, _label, unit, _unit_name in LIMIT_FIELDS:  # what the operator's maxima left of the request
             self.limit_inputs[name].value = self.view.effective_limits[name] / unit
 

@@ -24,11 +24,11 @@ from ui.records import (
     placeholder_text,
     provider_choices,
     provider_models,
+    save_record,
     shorten,
     tag,
     tool_choices,
 )
-from ui.session import current_context
 from ui.tenant_page import Pages, PageView, record_id
 
 WHAT_AN_AGENT_IS = (
@@ -182,19 +182,18 @@ class AgentEditor:
         self.model_select.set_options(choices, value=current)
 
     async def save(self, spec: AgentSpec) -> None:
-        ctx = await current_context(self.page.services, Role.EDITOR)  # as of this click
-        if ctx is None:
-            return
         crews = self.page.services.crews
-        if self.agent is None:
-            created = await crews.create_agent(ctx, spec)
-            ui.notify(f"Created agent '{created.name}'", type="positive")
-            ui.navigate.to(f"/agents/{created.id}")
-            return
-        self.agent = await crews.update_agent(ctx, self.agent.id, spec)
-        ui.notify(f"Saved agent '{self.agent.name}'", type="positive")
-        self.page.heading.set_text(self.agent.name)
-        self.show_meta()
+        saved = await save_record(
+            self.page,
+            self.agent,
+            kind="agent",
+            path="/agents",
+            create=lambda ctx: crews.create_agent(ctx, spec),
+            update=lambda ctx, agent_id: crews.update_agent(ctx, agent_id, spec),
+        )
+        if saved is not None:
+            self.agent = saved
+            self.show_meta()
 
     async def delete(self, ctx: TenantContext) -> None:
         if self.agent is None:

@@ -18,8 +18,16 @@ from core.crew_specs import TaskSpec, placeholders
 from core.crews import TaskView
 from ui.dialogs import confirm
 from ui.forms import FieldOptions, ModelForm
-from ui.records import SearchList, agent_choices, placeholder_chips, placeholder_text, shorten, tag, task_choices
-from ui.session import current_context
+from ui.records import (
+    SearchList,
+    agent_choices,
+    placeholder_chips,
+    placeholder_text,
+    save_record,
+    shorten,
+    tag,
+    task_choices,
+)
 from ui.tenant_page import Pages, PageView, record_id
 
 WHAT_A_TASK_IS = (
@@ -142,19 +150,18 @@ class TaskEditor:
             self.meta.set_text(f"Created {created} · last saved {saved} (UTC)")
 
     async def save(self, spec: TaskSpec) -> None:
-        ctx = await current_context(self.page.services, Role.EDITOR)  # as of this click
-        if ctx is None:
-            return
         crews = self.page.services.crews
-        if self.task is None:
-            created = await crews.create_task(ctx, spec)
-            ui.notify(f"Created task '{created.name}'", type="positive")
-            ui.navigate.to(f"/tasks/{created.id}")
-            return
-        self.task = await crews.update_task(ctx, self.task.id, spec)
-        ui.notify(f"Saved task '{self.task.name}'", type="positive")
-        self.page.heading.set_text(self.task.name)
-        self.show_meta()
+        saved = await save_record(
+            self.page,
+            self.task,
+            kind="task",
+            path="/tasks",
+            create=lambda ctx: crews.create_task(ctx, spec),
+            update=lambda ctx, task_id: crews.update_task(ctx, task_id, spec),
+        )
+        if saved is not None:
+            self.task = saved
+            self.show_meta()
 
     async def delete(self, ctx: TenantContext) -> None:
         if self.task is None:
