@@ -51,6 +51,9 @@ def add_scripted_provider(page: Page, server: ScriptedLLMServer, name: str = "sc
     for model in ("m1", "m2"):  # model ids are chips: each is added with Enter
         models.fill(model)
         models.press("Enter")
+        # The chip appears once the server has taken it (NiceGUI's chips loop back through the server);
+        # an Enter before that would add to the old list and drop this one, so wait as a person would.
+        expect(dialog.locator(".q-chip").filter(has_text=model)).to_be_visible()
     dialog.get_by_test_id("provider-base_url").fill(server.base_url)
     dialog.get_by_test_id("provider-api_key").fill(CANARY)
     dialog.get_by_test_id("provider-submit").click()
