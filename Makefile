@@ -51,7 +51,16 @@ $(JS_BUNDLE): $(JS_ENTRY) ui/elements/flow_canvas.css package-lock.json $(STAMPS
 	@echo "==> bundling the flow canvas's JavaScript into $@"
 	node_modules/.bin/esbuild $(JS_ENTRY) $(ESBUILD_FLAGS) --outfile=$@
 
-jsbuild: $(JS_BUNDLE)
+# The pages' Tailwind utilities, compiled ahead of time from the classes ui/ spells out (ui/tailwind.css):
+# NiceGUI's in-browser compiler is off (ui.theme.RUN_OPTIONS).
+CSS_BUNDLE := ui/elements/dist/tailwind.css
+CSS_SOURCES := ui/tailwind.css ui/elements/flow_canvas.js $(shell find ui -name '*.py' -not -path '*/__pycache__/*')
+
+$(CSS_BUNDLE): $(CSS_SOURCES) package-lock.json $(STAMPS)/jsdeps
+	@echo "==> compiling the pages' Tailwind CSS into $@"
+	node_modules/.bin/tailwindcss --input ui/tailwind.css --output $@ --minify
+
+jsbuild: $(JS_BUNDLE) $(CSS_BUNDLE)
 
 # Debian packages the tests need (a browser for e2e tests, bubblewrap and gVisor for the sandbox).
 $(STAMPS)/sysdeps: Makefile

@@ -102,6 +102,7 @@ def serve(args: argparse.Namespace) -> None:
     from api.app import install_api
     from core import log_redaction
     from ui.app import install_ui
+    from ui.theme import RUN_OPTIONS
     from wiring.services import build_services
 
     log_redaction.install()  # one-time tickets and codes in redirect URLs stay out of the access log
@@ -128,13 +129,12 @@ def serve(args: argparse.Namespace) -> None:
         host=args.host or settings.host,
         port=args.port or settings.port,
         title="CrewCanvas",
-        language="en-US",  # Quasar's strings, and <html lang> for screen readers
         reload=args.reload,
         native=args.native,
         show=False,
         storage_secret=settings.security.secret_key.get_secret_value(),
         uvicorn_logging_level="info",
-        reconnect_timeout=10,
+        **RUN_OPTIONS,
     )
 
 

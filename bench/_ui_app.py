@@ -8,7 +8,8 @@
 `time.time()` just before the call; when the run is over the stamps are sent to the page as
 `window.__benchSent` (`[[node id, status, epoch ms], ...]`), so the browser can pair them with the
 times its DOM changed.
-`ui.run` is called with main.py's page options (Tailwind, production Vue, reconnect timeout).
+`ui.run` is called with main.py's page options (`ui.theme.RUN_OPTIONS`) and the app's prebuilt
+Tailwind CSS.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from _ui_flow import CANVAS_HEIGHT, CANVAS_WIDTH, PATCH_GAP_MS, Status, flow, ru
 from nicegui import app, ui
 
 from ui.elements.flow_canvas import FlowCanvas
+from ui.theme import RUN_OPTIONS, serve_styles
 
 STATUSES: tuple[Status, ...] = ("running", "completed")
 
@@ -63,13 +65,13 @@ def canvas_page(nodes: int = 100) -> None:
 
 
 if __name__ in {"__main__", "__mp_main__"}:
+    serve_styles()
     ui.run(
         host="127.0.0.1",
         port=int(sys.argv[1]),
         title="Flow canvas bench",
-        language="en-US",
         reload=False,
         show=False,
-        reconnect_timeout=10,
         uvicorn_logging_level="warning",
+        **RUN_OPTIONS,
     )

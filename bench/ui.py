@@ -23,7 +23,7 @@ the table shows the median over rounds:
    arrived. Both clocks are the machine's wall clock; their offset is measured (Date.now() read
    between two time.time() calls) and printed. Bare: the same patches applied by a local JS call
    (no network), timed with performance.now() from when each was due, so a busy main thread counts
-   there too; the ratio is what the websocket, NiceGUI (and its Tailwind runtime, on as in main.py)
+   there too; the ratio is what the websocket, NiceGUI (with the prebuilt CSS, as main.py serves it)
    and the canvas's own nodes add. p50 and p99; target: ours' p99 under
    100 ms.
 

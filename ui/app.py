@@ -27,6 +27,7 @@ from ui.pages import (
     workspaces,
 )
 from ui.tenant_page import Pages
+from ui.theme import serve_styles
 from wiring.services import Services
 
 
@@ -34,6 +35,7 @@ def install_ui(services: Services) -> None:
     """Install the Origin guard and register every page on NiceGUI's app."""
     # Socket connections from other sites are refused (APP_BASE_URL, else the request's host, is this site).
     app.add_middleware(OriginGuard, allowed_origins=[services.settings.base_url])
+    serve_styles()
     pages = Pages(services)
     sign_in.register()  # /auth/session: every sign-in ends there, under a fresh browser id
     home.register(pages)

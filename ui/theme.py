@@ -11,7 +11,9 @@ in the browser's NiceGUI user storage; automatic is the default.
 
 from __future__ import annotations
 
-from typing import Literal
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
 
 from nicegui import app, ui
 
@@ -51,6 +53,29 @@ a.nicegui-link { color: var(--q-primary); }
 .body--dark .cc-palette-item:hover,
 .body--dark .cc-palette-item:focus-visible { background: rgba(165, 180, 252, 0.14); }
 """
+
+
+STYLES = Path(__file__).parent / "elements" / "dist" / "tailwind.css"
+STYLES_URL = "/_crewcanvas/tailwind.css"
+
+# What every process serving these pages passes to `ui.run` (the app, the canvas test app, the bench):
+# Quasar's strings and <html lang> in English, ten seconds to reconnect, and no in-browser Tailwind
+# compiler (the classes come prebuilt, see `serve_styles`).
+RUN_OPTIONS: dict[str, Any] = {"language": "en-US", "reconnect_timeout": 10, "tailwind": False}
+
+
+def serve_styles() -> None:
+    """Serve the Tailwind utilities built by `make jsbuild` and link them from every page.
+
+    NiceGUI's runtime Tailwind compiler rescans the document on every class change; built ahead of
+    time (`ui/tailwind.css`), the CSS is one cached file and costs the browser nothing later. The
+    address carries the file's hash, so a new build is never read from an old cache.
+    """
+    if not STYLES.is_file():
+        raise RuntimeError(f"{STYLES} is missing: build the UI's assets with `make jsbuild`")
+    version = hashlib.sha256(STYLES.read_bytes()).hexdigest()[:12]
+    app.add_static_file(local_file=STYLES, url_path=STYLES_URL, max_cache_age=365 * 24 * 3600)
+    ui.add_head_html(f'<link rel="stylesheet" href="{STYLES_URL}?v={version}">', shared=True)
 
 
 def appearance() -> Appearance:

@@ -18,6 +18,7 @@ from typing import Any
 from nicegui import app, events, ui
 
 from ui.elements.flow_canvas import EVENTS, FlowCanvas
+from ui.theme import RUN_OPTIONS, serve_styles
 
 NODES: list[dict[str, Any]] = [
     {
@@ -151,4 +152,5 @@ def canvas_page(nodes: int = 0) -> None:
 
 
 if __name__ in {"__main__", "__mp_main__"}:
-    ui.run(host="127.0.0.1", port=int(sys.argv[1]), reload=False, show=False, title="Flow canvas")
+    serve_styles()
+    ui.run(host="127.0.0.1", port=int(sys.argv[1]), reload=False, show=False, title="Flow canvas", **RUN_OPTIONS)

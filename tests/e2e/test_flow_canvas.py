@@ -1,7 +1,7 @@
 """The flow canvas element in a real browser: tests/e2e/canvas_app.py (no database) in a subprocess.
 
 The app appends every event the canvas sends to a file; the tests act in the browser and
-read what Python received. Also here: rebuilding the bundle gives the same bytes.
+read what Python received. Also here: rebuilding the bundle (and the pages' CSS) gives the same bytes.
 """
 
 from __future__ import annotations
@@ -349,16 +349,26 @@ def test_a_flow_of_500_nodes_and_800_edges_draws_and_patches_only_the_touched_no
     assert page.evaluate("() => [...window.touched]") == ["b"]
 
 
-def test_rebuilding_the_bundle_gives_the_same_bytes(tmp_path: Path) -> None:
-    outputs = [tmp_path / "one" / "vue_flow.js", tmp_path / "two" / "vue_flow.js"]
+@pytest.mark.parametrize(
+    ("variable", "name", "least"), [("JS_BUNDLE", "vue_flow.js", 100_000), ("CSS_BUNDLE", "tailwind.css", 5_000)]
+)
+def test_rebuilding_the_bundle_gives_the_same_bytes(tmp_path: Path, variable: str, name: str, least: int) -> None:
+    outputs = [tmp_path / "one" / name, tmp_path / "two" / name]
     for output in outputs:
         # -o: never reinstall node_modules from here (the stamp counts as up to date).
         subprocess.run(
-            ["make", "-s", "-o", ".stamps/jsdeps", f"JS_BUNDLE={output}", str(output)],
+            ["make", "-s", "-o", ".stamps/jsdeps", f"{variable}={output}", str(output)],
             cwd=ROOT,
             check=True,
             capture_output=True,
         )
     first, second = (output.read_bytes() for output in outputs)
-    assert len(first) > 100_000
+    assert len(first) > least
     assert first == second
+
+
+def test_the_built_css_has_the_classes_ui_spells_out_and_nicegui_composes() -> None:
+    css = (ROOT / "ui" / "elements" / "dist" / "tailwind.css").read_text()
+    assert ".w-full{" in css  # written in ui/*.py
+    assert ".items-baseline{" in css  # composed by NiceGUI from align_items=, listed in ui/tailwind.css
+    assert ".bg-slate-600{" in css  # a Tailwind colour given as color=

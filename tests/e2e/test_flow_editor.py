@@ -15,6 +15,7 @@ from pathlib import Path
 from playwright.sync_api import Locator, Page, expect
 
 from tests.e2e.conftest import ROOT, Account, LiveApp, connected
+from tests.e2e.styles import unstyled_classes
 from tests.e2e.test_shell import violations
 
 SHOTS = ROOT / "docs" / "screenshots"
@@ -101,7 +102,7 @@ def test_draw_connect_edit_undo_save_reload_and_run_a_flow(
     expect(edges(page)).to_have_count(0)
 
     # Drag an output node from the palette onto the canvas; it is selected, its form shown.
-    page.get_by_test_id("palette-output").drag_to(page.locator(".vue-flow__pane"), target_position={"x": 420, "y": 320})
+    page.get_by_test_id("palette-output").drag_to(page.locator(".vue-flow__pane"), target_position={"x": 300, "y": 470})
     expect(node(page, "output_1")).to_be_visible()
     expect(page.get_by_test_id("properties-type")).to_have_text("Output")
     expect(status_text(page)).to_contain_text("Draft")
@@ -157,6 +158,7 @@ def test_draw_connect_edit_undo_save_reload_and_run_a_flow(
 
     problems = [f"{v['impact']} {v['id']} ({v['help']}) at {v['targets']}" for v in violations(page)]
     assert not problems, "accessibility violations in the editor:\n" + "\n".join(problems)
+    assert not unstyled_classes(page), "classes with no CSS in the editor"
 
 
 REVIEW = {
@@ -207,6 +209,7 @@ def test_approve_pin_run_from_here_and_open_the_trace(
     expect(node(page, "in")).to_have_attribute("data-status", "completed")
     expect(page.get_by_text("Publish this headline?").first).to_be_visible()
     page.screenshot(path=str(SHOTS / "live-run.png"))
+    assert not unstyled_classes(page), "classes with no CSS on the live run"
     page.get_by_test_id("answer-ask-approve").click()
     expect(node(page, "out")).to_have_attribute("data-status", "completed", timeout=RUN_TIMEOUT_MS)
     expect(page.get_by_test_id("run-pane-outputs")).to_contain_text("Published: Tea is back")
@@ -251,3 +254,4 @@ def test_approve_pin_run_from_here_and_open_the_trace(
     page.screenshot(path=str(SHOTS / "trace.png"), full_page=True)
     problems = [f"{v['impact']} {v['id']} ({v['help']}) at {v['targets']}" for v in violations(page)]
     assert not problems, "accessibility violations in the trace:\n" + "\n".join(problems)
+    assert not unstyled_classes(page), "classes with no CSS on the trace"

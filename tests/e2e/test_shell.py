@@ -1,9 +1,11 @@
-"""The shell in a real browser: navigation, dark mode, and an accessibility check of every page.
+"""The shell in a real browser: navigation, dark mode, and accessibility and style checks of every page.
 
 The accessibility check runs axe-core (npm, pinned in package-lock.json, installed by
 `make jsdeps`; its own bundled `axe.min.js` is injected from node_modules, nothing is
 fetched) on every page a member can open, signed out and signed in, and fails on any
-serious or critical violation, naming the rule, the page and the elements.
+serious or critical violation, naming the rule, the page and the elements. The same visits check
+that every class on the page has CSS (the Tailwind utilities are compiled ahead of time, see
+tests/e2e/styles.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.conftest import ROOT, Account, LiveApp
+from tests.e2e.styles import unstyled_classes
 
 pytestmark = pytest.mark.e2e
 
@@ -75,6 +78,8 @@ def check_pages(page: Page, base_url: str, paths: list[str]) -> list[str]:
             problems.append(
                 f"{path}: {violation['impact']} {violation['id']} ({violation['help']}) at {violation['targets']}"
             )
+        if missing := unstyled_classes(page):
+            problems.append(f"{path}: classes with no CSS (missing from ui/tailwind.css's sources?): {missing}")
     return problems
 
 
@@ -91,7 +96,7 @@ def record_pages(base_url: str, page: Page) -> list[str]:
     return paths
 
 
-def test_every_page_passes_axe_without_serious_or_critical_violations(
+def test_every_page_passes_axe_and_has_css_for_every_class(
     live_app: LiveApp, browser: Browser, page: Page, sign_up: Callable[..., Account]
 ) -> None:
     visitor = browser.new_context()
@@ -102,7 +107,7 @@ def test_every_page_passes_axe_without_serious_or_critical_violations(
     sign_up(page)
     problems += check_pages(page, live_app.base_url, WORKSPACE_PAGES)
     problems += check_pages(page, live_app.base_url, record_pages(live_app.base_url, page))
-    assert not problems, "accessibility violations:\n" + "\n".join(problems)
+    assert not problems, "accessibility violations or unstyled classes:\n" + "\n".join(problems)
 
 
 def test_the_navigation_highlights_the_current_page(
