@@ -14,6 +14,7 @@ earlier version's document into the draft, to be looked at and saved.
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +37,7 @@ from executor.errors import FlowInvalid, FlowProblem
 from executor.flows import FlowService, SavedVersion
 
 MAX_OPERATIONS = 1000
+BASE_CACHE_SIZE = 256  # versions' documents kept per process (each a few KiB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,9 @@ class DraftService:
     def __init__(self, flows: FlowService, store: DraftStore) -> None:
         self.flows = flows
         self.store = store
+        # A saved version never changes, so its dumped document is read once per process, not on every
+        # batch (each drag's end asks whether the draft still differs from it). Keyed by tenant too.
+        self._bases: OrderedDict[tuple[str, uuid.UUID, int], dict[str, Any]] = OrderedDict()
 
     async def open(self, ctx: TenantContext, flow_id: uuid.UUID) -> Draft:
         """The flow's draft with its problems: the stored one, or the latest version (revision 0)."""
@@ -93,9 +98,9 @@ class DraftService:
         if stored is None:
             return await self._latest(ctx, flow_id)
         document = parse_document(stored.document)
-        base = await self.flows.version(ctx, flow_id, stored.base_version)
+        base = await self._base(ctx, flow_id, stored.base_version)
         problems = await self.flows.validate(ctx, document, flow_id=flow_id)
-        return _draft(stored, base.document, problems)
+        return _draft(stored, base, problems)
 
     async def apply(
         self,
@@ -119,10 +124,11 @@ class DraftService:
             raise stale_draft(revision, current)
         if stored is None:
             latest = await self.flows.version(ctx, flow_id)
-            raw, base_version, base_document = latest.document, latest.version, latest.document
+            raw, base_version = latest.document, latest.version
+            base_document = self._remember(ctx, flow_id, base_version, latest.document)
         else:
             raw, base_version = stored.document, stored.base_version
-            base_document = (await self.flows.version(ctx, flow_id, base_version)).document
+            base_document = await self._base(ctx, flow_id, base_version)
         before = parse_document(raw)
         after, inverse = apply_operations(before, ops, self.flows.registry)
         dumped = dump_document(after)
@@ -150,8 +156,7 @@ class DraftService:
         if stored is None:
             latest = await self.flows.version(ctx, flow_id)
             raise Conflict(f"no changes since version {latest.version}; there is nothing to save")
-        base = await self.flows.version(ctx, flow_id, stored.base_version)
-        if _same(base.document, stored.document):
+        if _same_as_dumped(await self._base(ctx, flow_id, stored.base_version), stored.document):
             raise Conflict(f"no changes since version {stored.base_version}; there is nothing to save")
         expected = None if overwrite else stored.base_version
         try:
@@ -183,15 +188,35 @@ class DraftService:
             latest = await self.flows.version(ctx, flow_id)
             if latest.version == earlier.version:  # the draft is that version already
                 return await self._latest(ctx, flow_id)
-            base_version, base_document, revision = latest.version, latest.document, 0
+            base_version, revision = latest.version, 0
+            base_document = self._remember(ctx, flow_id, base_version, latest.document)
         else:
             base_version, revision = stored.base_version, stored.revision
-            base_document = (await self.flows.version(ctx, flow_id, base_version)).document
+            base_document = await self._base(ctx, flow_id, base_version)
         record = await self.store.put(
             ctx, flow_id, dump_document(document), base_version=base_version, expected_revision=revision
         )
         problems = await self.flows.validate(ctx, document, flow_id=flow_id)
         return _draft(record, base_document, problems)
+
+    async def _base(self, ctx: TenantContext, flow_id: uuid.UUID, version: int) -> dict[str, Any]:
+        """Version `version`'s document, dumped (read from the store once, then kept)."""
+        cached = self._bases.get((ctx.tenant_slug, flow_id, version))
+        if cached is not None:
+            self._bases.move_to_end((ctx.tenant_slug, flow_id, version))
+            return cached
+        saved = await self.flows.version(ctx, flow_id, version)
+        return self._remember(ctx, flow_id, version, saved.document)
+
+    def _remember(self, ctx: TenantContext, flow_id: uuid.UUID, version: int, raw: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            document = dump_document(parse_document(raw))
+        except FlowInvalid:  # stored before a rule it breaks: compared as it is
+            document = dict(raw)
+        self._bases[(ctx.tenant_slug, flow_id, version)] = document
+        while len(self._bases) > BASE_CACHE_SIZE:
+            self._bases.popitem(last=False)
+        return document
 
     async def _latest(self, ctx: TenantContext, flow_id: uuid.UUID, *, validate: bool = True) -> Draft:
         latest = await self.flows.version(ctx, flow_id)
@@ -210,24 +235,25 @@ class DraftService:
 
 
 def _draft(record: DraftRecord, base_document: Mapping[str, Any], problems: list[FlowProblem] | None) -> Draft:
+    """`base_document`: the base version's document, dumped (`DraftService._base`)."""
     return Draft(
         flow_id=record.flow_id,
         document=record.document,
         base_version=record.base_version,
         revision=record.revision,
-        changed=not _same(base_document, record.document),
+        changed=not _same_as_dumped(base_document, record.document),
         problems=problems,
         updated_at=record.updated_at,
         updated_by=record.updated_by,
     )
 
 
-def _same(first: Mapping[str, Any], second: Mapping[str, Any]) -> bool:
-    """Whether two documents are the same flow (compared in their dumped form)."""
-    if first == second:
+def _same_as_dumped(dumped: Mapping[str, Any], document: Mapping[str, Any]) -> bool:
+    """Whether `document` is the flow `dumped` (a dumped document) is; parses `document` only when they differ."""
+    if dumped == document:
         return True
     try:
-        return dump_document(parse_document(first)) == dump_document(parse_document(second))
+        return dumped == dump_document(parse_document(document))
     except FlowInvalid:
         return False
 

@@ -70,6 +70,33 @@ async def test_applying_operations_stores_the_draft_and_bumps_its_revision(world
     assert undone.draft.document == (await world.services.flows.version(world.editor, flow_id)).document
 
 
+async def test_a_series_of_drags_reads_the_base_version_once(world: World) -> None:
+    """Versions never change: whether the draft differs from its base is worked out without reading it again."""
+    flow_id = await new_flow(world)
+    service = DraftService(world.services.flows, world.services.drafts.store)  # a process that read nothing yet
+    applied = await service.apply(world.editor, flow_id, [add_summary(world)], revision=0)
+    reads: list[int | None] = []
+    original = world.services.flows.version
+
+    async def counting(ctx: TenantContext, flow: uuid.UUID, version: int | None = None) -> Any:
+        reads.append(version)
+        return await original(ctx, flow, version)
+
+    world.services.flows.version = counting  # type: ignore[method-assign]
+    try:
+        for step in range(5):
+            move = {"op": "move", "positions": {"llm_1": {"x": 10 * step, "y": 0}}}
+            applied = await service.apply(world.editor, flow_id, [move], revision=applied.draft.revision)
+            assert applied.draft.changed
+        undone = await service.apply(
+            world.editor, flow_id, [{"op": "remove", "nodes": ["llm_1"]}], revision=applied.draft.revision
+        )
+    finally:
+        del world.services.flows.version
+    assert reads == []
+    assert not undone.draft.changed  # back to the version: told from the kept copy
+
+
 async def test_problems_are_worked_out_after_content_changes_but_not_after_moves(world: World) -> None:
     flow_id = await new_flow(world)
     broken = {"op": "update", "node": "write", "data": {"prompt": "{{ nodes.ghost.output }}"}}
