@@ -315,8 +315,9 @@ class ExecutionStore:
         limit: int = 50,
         before: datetime | None = None,
         before_id: uuid.UUID | None = None,
+        parent_execution_id: uuid.UUID | None = None,
     ) -> ExecutionPage:
-        """Executions newest first (by start), optionally of one flow or in one status.
+        """Executions newest first (by start), optionally of one flow, in one status, or run by one run's subflows.
 
         A paused run comes with its waiting node runs (prompt, actions, deadline in their
         `flags["waiting"]`): `status="waiting"` is the inbox of what waits for someone.
@@ -332,6 +333,8 @@ class ExecutionStore:
             query = query.where(Execution.flow_id == flow_id)
         if status is not None:
             query = query.where(Execution.status == status)
+        if parent_execution_id is not None:
+            query = query.where(Execution.parent_execution_id == parent_execution_id)
         if before is not None:
             # SQLite compares stored moments as text, so the cursor must be in UTC like they are.
             moment = before.astimezone(UTC) if before.tzinfo else before.replace(tzinfo=UTC)

@@ -317,10 +317,20 @@ class ExecutionService:
         limit: int = 50,
         before: datetime | None = None,
         before_id: uuid.UUID | None = None,
+        parent_execution_id: uuid.UUID | None = None,
     ) -> ExecutionPage:
-        """Runs newest first; pass the previous page's `next_before` and `next_before_id` for the next page."""
+        """Runs newest first; pass the previous page's `next_before` and `next_before_id` for the next page.
+
+        `parent_execution_id`: only the runs that run's subflow nodes started.
+        """
         return await self.store.list(
-            ctx, flow_id=flow_id, status=status, limit=limit, before=before, before_id=before_id
+            ctx,
+            flow_id=flow_id,
+            status=status,
+            limit=limit,
+            before=before,
+            before_id=before_id,
+            parent_execution_id=parent_execution_id,
         )
 
     async def events(

@@ -11,6 +11,7 @@ says so and shows what was stored when the page was opened.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nicegui import ui
@@ -63,10 +64,12 @@ class TraceView:
         flow_name: str | None,
         started_by: str,
         events_cut: bool = False,
+        subflow_runs: Mapping[str, Sequence[ExecutionRecord]] | None = None,
     ) -> None:
         self.page = page
         self.record = record
         self.trace = trace
+        self.subflow_runs = subflow_runs or {}
         self.items: dict[str, ui.item] = {}
         self.selected: str | None = None
         self._summary(flow_name, started_by)
@@ -125,6 +128,9 @@ class TraceView:
                     canvas = f"/flows/{record.flow_id}/edit?run={record.id}"
                     tag(ui.link("Open on the canvas", canvas), "trace-canvas")
                 tag(ui.link("Back to the run", f"/runs/{record.id}"), "trace-run")
+                if record.parent_execution_id is not None:
+                    parent = f"/runs/{record.parent_execution_id}/trace"
+                    tag(ui.link(f"Part of a run: its node {record.parent_node_id}", parent), "trace-parent")
             if record.error:
                 tag(ui.label(record.error), "trace-error").classes(
                     "w-full p-3 rounded bg-red-100 text-red-900 whitespace-pre-wrap"
@@ -224,6 +230,7 @@ class TraceView:
                 ui.label("Its output was reused from")
                 ui.link("an earlier run", rerun)
         ui.label(f"Attempts: {details.get('attempts', 0)}").classes("text-sm")
+        self._subflow_runs(row)
         if details.get("error"):
             tag(ui.label(str(details["error"])), "trace-details-error").classes(
                 "w-full p-2 rounded bg-red-100 text-red-900 whitespace-pre-wrap text-sm"
@@ -233,6 +240,17 @@ class TraceView:
                 continue
             ui.label(label).classes("font-semibold text-sm")
             tag(json_block(details.get(name), label=label.lower()), f"trace-details-{name}").classes("w-full text-xs")
+
+    def _subflow_runs(self, row: TraceRow) -> None:
+        """The runs a subflow node started, each a link to its own trace."""
+        runs = self.subflow_runs.get(row.node_id, ())
+        if not runs:
+            return
+        ui.label("Subflow runs" if len(runs) > 1 else "Subflow run").classes("font-semibold text-sm")
+        with tag(ui.column().classes("gap-1"), "trace-subflow-runs"):
+            for number, child in enumerate(runs, start=1):
+                text = f"{'Run' if len(runs) == 1 else f'Run {number}'}: {child.status}, at {when(child.started_at)}"
+                tag(ui.link(text, f"/runs/{child.id}/trace"), f"trace-subflow-run-{number}").classes("text-sm")
 
     def _fields(self, details: dict[str, Any]) -> None:
         for name, label in _FIELDS.items():

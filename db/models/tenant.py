@@ -179,7 +179,7 @@ class Execution(IdMixin, TimestampMixin, TenantBase):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # A subflow's run points at the run and node that started it (no foreign key: the parent
     # may be deleted while the child's history is still worth keeping).
-    parent_execution_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    parent_execution_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
     parent_node_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
     # The highest event `seq` stored, kept by the journal in the transaction that writes events.
     last_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

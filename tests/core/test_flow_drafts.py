@@ -149,6 +149,6 @@ async def test_the_drafts_migration_goes_down_and_up_again(world: World, db: Dat
     assert await tenant_revision(db, "acme") == "t0005"
     async with engine.begin() as conn:
         await conn.run_sync(lambda sync: command.upgrade(_config("tenant", sync, schema), "head"))
-    assert await tenant_revision(db, "acme") == head_revision("tenant") == "t0006"
+    assert await tenant_revision(db, "acme") == head_revision("tenant")
     assert await world.drafts.get(world.editor, world.flow_id) is None
     assert (await world.flows.get(world.editor, world.flow_id)).latest_version == 1

@@ -447,3 +447,41 @@ async def test_another_workspaces_trace_and_malformed_ids_are_not_found(user: Us
         assert response.status_code == 404, execution_id
         assert "not-found" in response.text
         assert "secret topic" not in response.text
+
+
+async def test_a_subflow_nodes_runs_link_to_their_traces_and_back(user: User, ui_services: Services) -> None:
+    owner = await sign_in(user, ui_services)
+    child = await ui_services.flows.create(owner.ctx, "Echo", "", echo_flow())
+    parent_document = document(
+        [
+            node("in", "input"),
+            node(
+                "sub", "subflow", flow_id=str(child.version.flow_id), version=1, inputs={"topic": "{{ inputs.topic }}"}
+            ),
+        ],
+        [edge("in", "sub")],
+        [{"name": "topic", "type": "string"}],
+    )
+    parent = await ui_services.flows.create(owner.ctx, "Caller", "", parent_document)
+    record = await run_flow(ui_services, owner.ctx, parent.version.flow_id, "otters")
+    assert record.status == "completed"
+    [child_run] = (await ui_services.executions.list(owner.ctx, parent_execution_id=record.id)).items
+    assert child_run.flow_id == child.version.flow_id
+
+    await user.open(f"/runs/{record.id}/trace")
+    await user.should_not_see(marker="trace-parent", retries=1)  # a run started by someone, not by a node
+    user.find(marker="trace-row-sub").click()
+    await user.should_see(marker="trace-subflow-runs")
+    link = element(user, "trace-subflow-run-1")
+    assert isinstance(link, ui.link)
+    assert link.props["href"] == f"/runs/{child_run.id}/trace"
+    assert link.text.startswith("Run: completed")
+    user.find(marker="trace-row-in").click()  # a node that started no run lists none
+    await user.should_not_see(marker="trace-subflow-runs", retries=SLOW)
+
+    await user.open(f"/runs/{child_run.id}/trace")
+    await user.should_see("Trace of Echo")
+    back = element(user, "trace-parent")
+    assert isinstance(back, ui.link)
+    assert back.props["href"] == f"/runs/{record.id}/trace"
+    assert back.text == "Part of a run: its node sub"

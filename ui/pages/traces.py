@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime
 
 from core.context import Role, TenantContext
-from core.executions import EventRecord
+from core.executions import EventRecord, ExecutionRecord
 from ui.flow_history import member_names, starter_name
 from ui.run_view import flow_name_of
 from ui.tenant_page import Pages, PageView, record_id
@@ -21,6 +21,18 @@ from wiring.services import Services
 
 EVENT_PAGE = 5000  # the most the service hands out at once
 MAX_TRACE_EVENTS = 50_000  # beyond this a page would be too slow to build; the API has them all
+MAX_SUBFLOW_RUNS = 500  # the most the service lists at once; the newest are shown
+
+
+async def subflow_runs(
+    services: Services, ctx: TenantContext, execution_id: uuid.UUID
+) -> dict[str, list[ExecutionRecord]]:
+    """The runs this run's subflow nodes started, by node id, oldest first (a for_each node starts several)."""
+    runs: dict[str, list[ExecutionRecord]] = {}
+    page = await services.executions.list(ctx, parent_execution_id=execution_id, limit=MAX_SUBFLOW_RUNS)
+    for child in reversed(page.items):
+        runs.setdefault(child.parent_node_id or "", []).append(child)
+    return runs
 
 
 async def stored_events(
@@ -56,4 +68,5 @@ def register(pages: Pages) -> None:
             flow_name=flow_name,
             started_by=starter_name(record.started_by, members),
             events_cut=cut,
+            subflow_runs=await subflow_runs(services, page.ctx, record.id),
         )
