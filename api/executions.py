@@ -38,9 +38,10 @@ async def list_executions(
     limit: int = Query(default=50, ge=1, le=200),
     before: datetime | None = Query(default=None, description="`next_before` of the previous page."),
     before_id: uuid.UUID | None = Query(default=None, description="`next_before_id` of the previous page."),
+    parent: uuid.UUID | None = Query(default=None, description="Only runs this run's subflow nodes started."),
 ) -> dict[str, Any]:
     page = await services.executions.list(
-        ctx, flow_id=flow, status=status, limit=limit, before=before, before_id=before_id
+        ctx, flow_id=flow, status=status, limit=limit, before=before, before_id=before_id, parent_execution_id=parent
     )
     return {
         "items": [item.as_dict() for item in page.items],

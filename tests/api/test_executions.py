@@ -194,6 +194,25 @@ async def stored_events(client: httpx.AsyncClient, who: Account, execution_id: s
 # -- starting, waiting, listing ----------------------------------------------------------------
 
 
+async def test_the_runs_a_subflow_node_started_are_listed_by_their_parent(client: httpx.AsyncClient) -> None:
+    owner = await sign_up(client, "owner@example.com", "acme")
+    child = (await create_flow(client, owner, echo_flow("{{ inputs.topic }}?"), name="child"))["version"]["flow_id"]
+    calls = node("sub", "subflow", flow_id=child, version=1, inputs={"topic": "{{ inputs.topic }}"})
+    parent_flow = document([node("in", "input"), calls], [edge("in", "sub")], [{"name": "topic"}])
+    parent = (await create_flow(client, owner, parent_flow, name="parent"))["version"]["flow_id"]
+    run = await start(client, owner, parent, inputs={"topic": "owls"})
+    assert (await ended(client, owner, run))["status"] == "completed"
+    alone = await start(client, owner, child, inputs={"topic": "not a subflow"})
+    assert (await ended(client, owner, alone))["status"] == "completed"
+
+    listed = await client.get("/api/executions", headers=owner.headers, params={"parent": run})
+    assert listed.status_code == 200, listed.text
+    [item] = listed.json()["items"]
+    assert (item["flow_id"], item["parent_execution_id"], item["parent_node_id"]) == (child, run, "sub")
+    assert item["outputs"] == {"result": "owls?"}
+    assert (await client.get("/api/executions", headers=owner.headers, params={"parent": "x"})).status_code == 422
+
+
 async def test_a_started_run_completes_and_is_listed_paged_and_its_events_read(client: httpx.AsyncClient) -> None:
     owner = await sign_up(client, "owner@example.com", "acme")
     flow_id = (await create_flow(client, owner, echo_flow("{{ inputs.topic }}!"), name="echo"))["version"]["flow_id"]
@@ -230,6 +249,8 @@ async def test_a_started_run_completes_and_is_listed_paged_and_its_events_read(c
     assert everything["next_before"] is None
     assert (await client.get(url, headers=owner.headers, params={"status": "failed"})).json()["items"] == []
     assert (await client.get(url, headers=owner.headers, params={"status": "exploded"})).status_code == 422
+
+    assert (await client.get(url, headers=owner.headers, params={"parent": runs[0]})).json()["items"] == []
 
     events = await stored_events(client, owner, runs[0])
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
