@@ -171,7 +171,7 @@ const FlowNode = {
           <span v-if="problems.length" class="cc-node__problems" role="img" :title="problemsText"
                 :aria-label="problems.length + ' problem' + (problems.length === 1 ? '' : 's') + ': ' + problemsText"
                 :data-testid="'canvas-problems-' + id">{{ problems.length }}</span>
-          <span v-show="status" class="cc-status" :data-status="status" :title="statusText"
+          <span v-if="status" class="cc-status" :data-status="status" :title="statusText"
                 :data-testid="'canvas-status-' + id">
             <span class="cc-spinner" :data-testid="'canvas-spinner-' + id"></span>
             <i class="q-icon material-icons notranslate cc-status__icon" aria-hidden="true">{{ statusIcon }}</i>
