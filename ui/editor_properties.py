@@ -2,10 +2,11 @@
 
 A node's form comes from its type's data model through `ui.forms.ModelForm`, with pickers
 for the saved things it refers to (providers, tools, agents, crews, flows) and, under
-template and CEL fields, buttons that insert a reference to an upstream node or a flow
-input. What is typed is stored in the draft half a second after the last key (valid or
-not: a half-filled node is kept), and the draft's validation shows its problems under the
-fields and on the node, without taking the focus from where one types.
+template and CEL fields, completion of references to upstream nodes and flow inputs as they
+are typed (`ui.reference_completion`) and buttons that insert them. What is typed is stored
+in the draft half a second after the last key (valid or not: a half-filled node is kept),
+and the draft's validation shows its problems under the fields and on the node, without
+taking the focus from where one types.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nicegui import background_tasks, ui
+from nicegui.elements.mixins.value_element import ValueElement
 from pydantic import BaseModel, Field
 from pydantic_core import to_jsonable_python
 
@@ -27,6 +29,7 @@ from executor.errors import FlowProblem, UnknownNodeType
 from ui.editor_session import EditorSession
 from ui.forms import FieldOptions, ModelForm
 from ui.records import agent_choices, model_choices, provider_choices, provider_models, tag, tool_choices
+from ui.reference_completion import ReferenceCompletion
 from ui.tenant_page import REPORTED, PageView
 
 #: Seconds after the last change before a form's values are stored.
@@ -198,7 +201,7 @@ class Properties:
         options = self.pickers.options(node.get("data") or {})
         self._provider = (node.get("data") or {}).get("provider_id")
         for name in TEMPLATE_FIELDS | CEL_FIELDS:
-            options[name] = FieldOptions(after=self._references(node_id, cel=name in CEL_FIELDS))
+            options[name] = FieldOptions(after=self._references(node_id, name, cel=name in CEL_FIELDS))
         self.form = ModelForm(
             node_type.data_model,
             value=node.get("data") or {},
@@ -246,7 +249,7 @@ class Properties:
                 "properties-delete-many",
             )
 
-    def _references(self, node_id: str, *, cel: bool) -> Callable[[ui.element], None]:
+    def _references(self, node_id: str, field_name: str, *, cel: bool) -> Callable[[ui.element], None]:
         def draw(element: ui.element) -> None:
             if not self.page.can_edit:
                 return
@@ -254,6 +257,8 @@ class Properties:
             names += [f"nodes.{upstream}.output" for upstream in self.session.upstream(node_id)]
             if not names:
                 return
+            if isinstance(element, ValueElement):
+                ReferenceCompletion(element, names, cel=cel, testid=f"node-{field_name}")
             with ui.row().classes("gap-1 items-center"):
                 ui.label("Insert:").classes("text-xs text-slate-600")
                 for name in names:

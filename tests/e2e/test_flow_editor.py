@@ -127,7 +127,14 @@ def test_draw_connect_edit_undo_save_reload_and_run_a_flow(
     page.get_by_test_id("node-name").fill("greeting")
     page.get_by_test_id("node-value").fill("Hello from the canvas")
     select(page, "output")
-    page.get_by_test_id("node-value").fill("The other output")
+    # A reference is completed as it is typed: "{{ no" offers the upstream node's output.
+    value = page.get_by_test_id("node-value")
+    value.fill("")
+    value.press_sequentially("Hi {{ no")
+    page.get_by_test_id("node-value-complete-nodes.input.output").click()
+    expect(value).to_have_value("Hi {{ nodes.input.output }}")
+    expect(page.get_by_test_id("node-value-complete-nodes.input.output")).to_be_hidden()
+    value.fill("The other output")
     expect(page.get_by_test_id("editor-problems")).to_be_hidden(timeout=RUN_TIMEOUT_MS)
 
     # Save with Ctrl+S; a reload shows the version, and a later change is kept as a draft.

@@ -132,6 +132,43 @@ async def test_typing_in_a_node_form_is_stored_and_undo_and_redo_follow(user: Us
     assert await value() == "Topic: {{ inputs.topic }}"
 
 
+async def test_references_are_completed_as_they_are_typed(user: User, ui_services: Services) -> None:
+    ctx, flow_id = await open_editor(user, ui_services)
+    user.find(marker="flow-canvas").trigger("node_click", {"id": "out"})
+    await user.should_see(marker="node-value")
+    field = user.find(marker="node-value")
+
+    def offered() -> set[str] | None:
+        """The references the open list offers; None while it is closed."""
+        menu = user.find(marker="node-value-completion").elements.pop()
+        if not menu.value:
+            return None
+        prefix = "node-value-complete-"
+        return {m.removeprefix(prefix) for item in menu.descendants() for m in item._markers if m.startswith(prefix)}
+
+    field.clear().type("Topic: {{ in")
+    await eventually(lambda: offered() == {"inputs.topic"})  # only what was begun
+    user.find(marker="node-value-complete-inputs.topic").click()
+    await eventually(lambda: field.elements.pop().value == "Topic: {{ inputs.topic }}")
+    assert offered() is None
+
+    async def stored() -> str:
+        draft = await ui_services.drafts.open(ctx, flow_id)
+        return str(next(n for n in draft.document["nodes"] if n["id"] == "out")["data"].get("value"))
+
+    for _ in range(50):
+        if await stored() == "Topic: {{ inputs.topic }}":
+            break
+        await asyncio.sleep(0.1)
+    assert await stored() == "Topic: {{ inputs.topic }}"
+
+    # Both kinds offered after a bare "{{"; a name nothing starts with closes the list.
+    user.find(marker="node-value").type(", from {{")
+    await eventually(lambda: offered() == {"inputs.topic", "nodes.in.output"})
+    user.find(marker="node-value").type(" zz")
+    await eventually(lambda: offered() is None)
+
+
 async def test_moves_deletes_and_paste_are_operations_on_the_draft(user: User, ui_services: Services) -> None:
     ctx, flow_id = await open_editor(user, ui_services)
     the_canvas = user.find(marker="flow-canvas")
