@@ -34,6 +34,18 @@ async def eventually(check: Callable[[], Any], seconds: float = 5.0) -> None:
     raise AssertionError(f"it did not happen within {seconds} s")
 
 
+async def stored_value(services: Services, ctx: TenantContext, flow_id: uuid.UUID, node_id: str, expected: str) -> None:
+    """Wait until the draft holds `expected` as node `node_id`'s `value` (the form stores half a second after typing)."""
+    value = None
+    for _ in range(50):
+        draft = await services.drafts.open(ctx, flow_id)
+        value = next(n for n in draft.document["nodes"] if n["id"] == node_id)["data"].get("value")
+        if value == expected:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the draft holds {value!r}, not {expected!r}")
+
+
 def canvas(user: User) -> FlowCanvas:
     found = user.find(marker="flow-canvas").elements
     assert len(found) == 1
@@ -107,29 +119,13 @@ async def test_typing_in_a_node_form_is_stored_and_undo_and_redo_follow(user: Us
     await user.should_see(marker="node-value")
     user.find(marker="node-value").clear().type("Topic: {{ inputs.topic }}")
 
-    async def value() -> str:
-        draft = await ui_services.drafts.open(ctx, flow_id)
-        return str(next(n for n in draft.document["nodes"] if n["id"] == "out")["data"].get("value"))
-
-    for _ in range(50):
-        if await value() == "Topic: {{ inputs.topic }}":
-            break
-        await asyncio.sleep(0.1)
-    assert await value() == "Topic: {{ inputs.topic }}"
+    await stored_value(ui_services, ctx, flow_id, "out", "Topic: {{ inputs.topic }}")
 
     user.find(marker="flow-canvas").trigger("undo")
-    for _ in range(50):
-        if await value() == "{{ inputs.topic }}":
-            break
-        await asyncio.sleep(0.1)
-    assert await value() == "{{ inputs.topic }}"
+    await stored_value(ui_services, ctx, flow_id, "out", "{{ inputs.topic }}")
     await eventually(lambda: user.find(marker="node-value").elements.pop().value == "{{ inputs.topic }}")
     user.find(marker="flow-canvas").trigger("redo")
-    for _ in range(50):
-        if await value() == "Topic: {{ inputs.topic }}":
-            break
-        await asyncio.sleep(0.1)
-    assert await value() == "Topic: {{ inputs.topic }}"
+    await stored_value(ui_services, ctx, flow_id, "out", "Topic: {{ inputs.topic }}")
 
 
 async def test_references_are_completed_as_they_are_typed(user: User, ui_services: Services) -> None:
@@ -152,15 +148,7 @@ async def test_references_are_completed_as_they_are_typed(user: User, ui_service
     await eventually(lambda: field.elements.pop().value == "Topic: {{ inputs.topic }}")
     assert offered() is None
 
-    async def stored() -> str:
-        draft = await ui_services.drafts.open(ctx, flow_id)
-        return str(next(n for n in draft.document["nodes"] if n["id"] == "out")["data"].get("value"))
-
-    for _ in range(50):
-        if await stored() == "Topic: {{ inputs.topic }}":
-            break
-        await asyncio.sleep(0.1)
-    assert await stored() == "Topic: {{ inputs.topic }}"
+    await stored_value(ui_services, ctx, flow_id, "out", "Topic: {{ inputs.topic }}")
 
     # Both kinds offered after a bare "{{"; a name nothing starts with closes the list.
     user.find(marker="node-value").type(", from {{")
