@@ -31,7 +31,6 @@ from core.mail import Mailer
 from executor.catalog import CatalogSource
 from executor.document import parse_document
 from executor.engine import Engine, Inbox, RunRequest, RunResult, TenantSlots
-from executor.errors import FlowInvalid, NodeFailed
 from executor.pauses import Pauses, TimerPort, answers_of, cancel_waiting, resumed_request
 from executor.ports import CrewPort, LLMPort, NodeServices, Runners, ToolPort
 from executor.recorder import JournalPort, JournalRecorder
@@ -47,17 +46,17 @@ from executor.reuse import (
     source_run,
     substitutes,
 )
+from executor.subflows import ChildRuns
 from executor.versions import Prepared, VersionPlans
 from executor.watching import channel, follow, until_final, until_paused_or_ended
 
 log = logging.getLogger(__name__)
 
 CONTROL_CHANNEL = "executions:control"
-MAX_SUBFLOW_DEPTH = 8
 
 
 class ExecutionService:
-    """Starts, cancels, lists and recovers executions; also the engine's `SubflowPort`."""
+    """Starts, cancels, lists and recovers executions (subflow nodes' child runs: `executor.subflows`)."""
 
     def __init__(
         self,
@@ -91,8 +90,17 @@ class ExecutionService:
         self._tenants = tenants  # slug -> id of every tenant
         self._sweep_every_s = sweep_every_s
         self._sweeper: asyncio.Task[None] | None = None
+        self.subflows = ChildRuns(
+            store=store,
+            journal=journal,
+            runners=runners,
+            prepare=self.prepare,
+            drive=self._drive,
+            take=self._take,
+            stop=self._stop,
+        )
         self.engine = Engine(
-            NodeServices(llm=llm, tools=tools, subflows=self, crews=crews),
+            NodeServices(llm=llm, tools=tools, subflows=self.subflows, crews=crews),
             max_concurrency=max_concurrency,
             tenant_slots=TenantSlots(tenant_concurrency),
         )
@@ -544,57 +552,6 @@ class ExecutionService:
         recorder.event(f"execution_{status}", None, data)
         await self.journal.flush()
         await self.pauses.disarm(recorder.tenant_slug, execution_id)
-
-    # -- SubflowPort -------------------------------------------------------------------------
-
-    async def run_subflow(
-        self,
-        ctx: TenantContext,
-        flow_id: uuid.UUID,
-        version: int,
-        inputs: Mapping[str, Any],
-        *,
-        parent_execution: uuid.UUID,
-        parent_node: str,
-    ) -> dict[str, Any]:
-        """Run another flow as a child execution of `parent_execution`, inline; its outputs, or `NodeFailed`."""
-        parent = await self.store.get(ctx, parent_execution)
-        depth = int(parent.options.get("depth", 0)) + 1
-        if depth > MAX_SUBFLOW_DEPTH:
-            raise NodeFailed(f"subflows are nested more than {MAX_SUBFLOW_DEPTH} deep; is a flow calling itself?")
-        try:
-            prepared = await self.prepare(ctx, flow_id, inputs, version)
-        except FlowInvalid as exc:
-            raise NodeFailed(f"flow {flow_id} version {version} is not valid: {exc}") from exc
-        except InvalidInput as exc:
-            raise NodeFailed(f"the subflow's inputs are wrong: {exc}") from exc
-        child = await self.store.create(
-            ctx,
-            flow_id=flow_id,
-            flow_version_id=prepared.version_id,
-            version=version,
-            inputs=prepared.inputs,
-            options={"depth": depth},
-            parent_execution_id=parent_execution,
-            parent_node_id=parent_node,
-            runner_id=self.runners.id,
-        )
-        recorder = JournalRecorder(self.journal, ctx.tenant_slug, child.id)
-        recorder.event(
-            "execution_started", None, {"flow_id": str(flow_id), "version": version, "inputs": prepared.inputs}
-        )
-        await self._drive(ctx, child, prepared, RunRequest(ctx, child.id, prepared.inputs), recorder)
-        ended = await self.store.get(ctx, child.id)
-        if ended.status == "waiting" and await self._take(ctx, child.id):
-            # A subflow runs inside its parent's node, which cannot wait for days: the child ends here.
-            await self._stop(ctx, child.id)
-            raise NodeFailed(
-                f"subflow execution {child.id} paused (a human node or a breakpoint); "
-                "pauses work only in the flow a run starts with, not inside a subflow"
-            )
-        if ended.status != "completed":
-            raise NodeFailed(f"subflow execution {child.id} {ended.status}: {ended.error or 'no detail'}")
-        return dict(ended.outputs)
 
     def follow(
         self, ctx: TenantContext, execution_id: uuid.UUID, *, after_seq: int = 0
