@@ -16,7 +16,6 @@ with a flow (a required input not connected, a template naming a missing node) i
 from __future__ import annotations
 
 import re
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Annotated, Any, Literal, TypeAlias, TypeVar
 
@@ -40,7 +39,7 @@ from executor.document import (
     parse_document,
 )
 from executor.errors import FlowInvalid
-from executor.graphs import strongly_connected
+from executor.graphs import shortest_path, strongly_connected
 from executor.registry import Registry
 
 _T = TypeVar("_T")
@@ -412,7 +411,7 @@ def _check_loops(nodes: Mapping[str, FlowNode], existing: Sequence[FlowEdge], ne
             continue
         without = {**successors, edge.source: list(successors[edge.source])}
         without[edge.source].remove(edge.target)
-        path = _path(without, edge.target, edge.source)
+        path = shortest_path(edge.target, edge.source, without) or [edge.target, edge.source]
         if len(path) > 8:
             path = [*path[:4], "...", *path[-3:]]
         via = f" ({' -> '.join(path)})" if len(path) > 2 else ""
@@ -427,23 +426,3 @@ def _components(nodes: Iterable[str], successors: Mapping[str, list[str]]) -> di
     """Each node's strongly connected component, numbered."""
     groups = strongly_connected(nodes, successors)
     return {member: number for number, group in enumerate(groups) for member in group}
-
-
-def _path(successors: Mapping[str, list[str]], start: str, goal: str) -> list[str]:
-    """The shortest path from `start` to `goal` (breadth first); `[start, goal]` when none is found."""
-    came_from: dict[str, str | None] = {start: None}
-    pending = deque([start])
-    while pending:
-        current = pending.popleft()
-        if current == goal:
-            path: list[str] = []
-            step: str | None = current
-            while step is not None:
-                path.append(step)
-                step = came_from[step]
-            return path[::-1]
-        for target in successors.get(current, []):
-            if target not in came_from:
-                came_from[target] = current
-                pending.append(target)
-    return [start, goal]

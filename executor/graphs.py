@@ -1,7 +1,9 @@
-"""Graph algorithms the flow checks share: strongly connected components (which nodes loop together)."""
+"""Graph algorithms the flow checks share: strongly connected components (which nodes loop together) and
+shortest paths (to name a loop or a call cycle)."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 
 
@@ -46,3 +48,24 @@ def strongly_connected(nodes: Iterable[str], successors: Mapping[str, Sequence[s
                         break
                 components.append(group)
     return components
+
+
+def shortest_path(start: str, goal: str, successors: Mapping[str, Iterable[str]]) -> list[str] | None:
+    """The shortest path from `start` to `goal`, both included (breadth first, successors in the order
+    given), or None when `goal` cannot be reached."""
+    came_from: dict[str, str | None] = {start: None}
+    pending = deque([start])
+    while pending:
+        current = pending.popleft()
+        if current == goal:
+            path: list[str] = []
+            step: str | None = current
+            while step is not None:
+                path.append(step)
+                step = came_from[step]
+            return path[::-1]
+        for target in successors.get(current, ()):
+            if target not in came_from:
+                came_from[target] = current
+                pending.append(target)
+    return None

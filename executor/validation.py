@@ -21,7 +21,7 @@ from core.errors import problems_of
 from executor.document import FlowDocument, FlowEdge, FlowNode
 from executor.errors import FlowProblem, TemplateError
 from executor.expressions import compile_expression, expression_references
-from executor.graphs import strongly_connected
+from executor.graphs import shortest_path, strongly_connected
 from executor.nodes.base import Catalog, NodeData, NodeType
 from executor.registry import Registry
 from executor.templates import compile_template, template_references
@@ -308,33 +308,12 @@ def _check_references(
             noun, hint = _CATALOG_WORDS[kind]
             problems.append(FlowProblem(node_id, field, f"the {noun} '{ref_id}' does not exist; {hint}"))
         if kind == "flow" and flow_id is not None:
-            path = _call_path(ref_id, flow_id, subflow_graph)
+            calls = {flow: sorted(callees) for flow, callees in subflow_graph.items()}  # one path, always the same
+            path = shortest_path(ref_id, flow_id, calls)
             if path is not None:
                 chain = " -> ".join(f"'{step}'" for step in [flow_id, *path])
                 message = f"this subflow would call this flow again ({chain}); a flow cannot run itself"
                 problems.append(FlowProblem(node_id, field, message))
-
-
-def _call_path(start: str, goal: str, graph: Mapping[str, set[str]]) -> list[str] | None:
-    """The flows from `start` to `goal` following subflow calls (breadth first), or None if unreachable."""
-    came_from: dict[str, str | None] = {start: None}
-    pending = [start]
-    while pending:
-        following: list[str] = []
-        for current in pending:
-            if current == goal:
-                path: list[str] = []
-                step: str | None = current
-                while step is not None:
-                    path.append(step)
-                    step = came_from[step]
-                return path[::-1]
-            for callee in sorted(graph.get(current, ())):
-                if callee not in came_from:
-                    came_from[callee] = current
-                    following.append(callee)
-        pending = following
-    return None
 
 
 def _sorted(doc: FlowDocument, problems: list[FlowProblem]) -> list[FlowProblem]:
