@@ -29,6 +29,7 @@ from nicegui.testing.user import User
 from pydantic import SecretStr
 
 from core.context import Role, TenantContext
+from core.providers import ProviderInput, ProviderView
 from core.settings import AppSettings
 from tests.api.conftest import PASSWORD, identity_settings
 from wiring.services import Services, build_services
@@ -126,3 +127,13 @@ async def sign_in(
     assert state.context is not None
     await user.open(hand_over(session, landing))
     return SignedIn(email, state.context)
+
+
+async def scripted_provider(services: Services, ctx: TenantContext, base_url: str) -> ProviderView:
+    """A provider named `scripted` with the model `m1` on the scripted LLM server at `base_url`."""
+    return await services.llm_stack.providers.create(
+        ctx,
+        ProviderInput.model_validate(
+            {"name": "scripted", "kind": "openai_compatible", "base_url": base_url, "models": ["m1"]}
+        ),
+    )

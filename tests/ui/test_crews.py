@@ -21,10 +21,9 @@ from nicegui.testing.user import User
 
 from core.context import Role, TenantContext
 from core.crew_specs import AgentSpec, CrewSpec, TaskSpec
-from core.providers import ProviderInput
 from tests.fixtures import llm_server as _scripted
 from tests.fixtures.llm_server import Reply, ScriptedLLMServer
-from tests.ui.conftest import sign_in
+from tests.ui.conftest import scripted_provider, sign_in
 from ui.pages.crews import projects
 from wiring.services import Services
 
@@ -264,12 +263,7 @@ async def test_export_downloads_the_project_and_import_creates_its_records(user:
 
 async def scripted_crew(services: Services, ctx: TenantContext, server: ScriptedLLMServer) -> uuid.UUID:
     """A crew of two tasks (the second reads the first) whose agent thinks with the scripted server."""
-    provider = await services.llm_stack.providers.create(
-        ctx,
-        ProviderInput.model_validate(
-            {"name": "scripted", "kind": "openai_compatible", "base_url": server.base_url, "models": ["m1"]}
-        ),
-    )
+    provider = await scripted_provider(services, ctx, server.base_url)
     writer = await agent(services, ctx, "writer", provider_id=provider.id)
     notes = await task(services, ctx, "notes", writer, description="Take notes on {topic}")
     answer = await task(

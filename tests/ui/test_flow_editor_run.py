@@ -16,7 +16,7 @@ from core.providers import ProviderInput
 from tests.executor.conftest import document, edge, node
 from tests.fixtures import llm_server as _scripted
 from tests.fixtures.llm_server import Reply, ScriptedLLMServer
-from tests.ui.conftest import sign_in
+from tests.ui.conftest import scripted_provider, sign_in
 from tests.ui.test_flow_editor import canvas, eventually
 from wiring.services import Services
 
@@ -29,12 +29,7 @@ llm_server = _scripted.llm_server
 
 async def shout_flow(services: Services, ctx: TenantContext, server: ScriptedLLMServer) -> uuid.UUID:
     """in -> shout (an LLM call on the scripted server) -> out, returning what the model said."""
-    provider = await services.llm_stack.providers.create(
-        ctx,
-        ProviderInput.model_validate(
-            {"name": "scripted", "kind": "openai_compatible", "base_url": server.base_url, "models": ["m1"]}
-        ),
-    )
+    provider = await scripted_provider(services, ctx, server.base_url)
     flow = document(
         [
             node("in", "input"),

@@ -12,11 +12,10 @@ from nicegui import ui
 from nicegui.testing.user import User
 
 from core.context import Role, TenantContext
-from core.providers import ProviderInput
 from tests.executor.conftest import document, edge, node
 from tests.fixtures import llm_server as _scripted
 from tests.fixtures.llm_server import Reply, ScriptedLLMServer
-from tests.ui.conftest import sign_in
+from tests.ui.conftest import scripted_provider, sign_in
 from wiring.services import Services
 
 pytestmark = pytest.mark.ui_settings(loopback_llm=True)
@@ -123,12 +122,7 @@ async def test_streamed_text_shows_under_its_node_while_the_run_goes_on(
     user: User, ui_services: Services, llm_server: ScriptedLLMServer
 ) -> None:
     owner = await sign_in(user, ui_services)
-    provider = await ui_services.llm_stack.providers.create(
-        owner.ctx,
-        ProviderInput.model_validate(
-            {"name": "scripted", "kind": "openai_compatible", "base_url": llm_server.base_url, "models": ["m1"]}
-        ),
-    )
+    provider = await scripted_provider(ui_services, owner.ctx, llm_server.base_url)
     words = " ".join(f"w{i}" for i in range(20))
     llm_server.script(Reply.say(words, drip_s=0.05))  # a chunk every 50 ms
     flow = document(

@@ -13,12 +13,11 @@ from nicegui.testing.user import User
 
 from core.context import Role, TenantContext
 from core.executions import EventRecord, ExecutionRecord, NodeRunRecord
-from core.providers import ProviderInput
 from tests.api.conftest import PASSWORD
 from tests.executor.conftest import document, edge, node
 from tests.fixtures import llm_server as _scripted
 from tests.fixtures.llm_server import Reply, ScriptedLLMServer
-from tests.ui.conftest import sign_in
+from tests.ui.conftest import scripted_provider, sign_in
 from ui.trace_model import MIN_BAR_PCT, Trace, build_trace
 from ui.trace_rows import ATTEMPT, NODE, STEP, TASK, TOOL, TraceRow, row_label, seconds_text
 from wiring.services import Services
@@ -323,12 +322,7 @@ async def test_an_llm_nodes_tokens_and_retries_show_on_the_trace(
     user: User, ui_services: Services, llm_server: ScriptedLLMServer
 ) -> None:
     owner = await sign_in(user, ui_services)
-    provider = await ui_services.llm_stack.providers.create(
-        owner.ctx,
-        ProviderInput.model_validate(
-            {"name": "scripted", "kind": "openai_compatible", "base_url": llm_server.base_url, "models": ["m1"]}
-        ),
-    )
+    provider = await scripted_provider(ui_services, owner.ctx, llm_server.base_url)
     llm_server.script(Reply.error(400), Reply.say("hoot", prompt_tokens=7, completion_tokens=3))
     flow = document(
         [
