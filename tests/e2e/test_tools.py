@@ -69,6 +69,9 @@ def tool_page(page: Page, live_app: LiveApp, sign_up: Callable[..., Account]) ->
     page.get_by_test_id("new-python-tool").click()
     page.wait_for_url(re.compile(r"/tools/new"))
     connected(page)
+    # As on the saved tool's page below: the first updates after the handshake carry the form's
+    # defaults (name `new_tool`) and overwrite what was typed before they arrived.
+    page.wait_for_load_state("networkidle")
     page.get_by_test_id("tool-name").fill("shout")
     set_code(page, page.get_by_test_id("tool-code"), SHOUT)
     page.get_by_test_id("tool-limits.wall_seconds").fill("5")
